@@ -1,0 +1,63 @@
+# chimeramix: `make demo` runs the main job, `make test` the tests; both set up .venv first if needed.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+# Experiment variables (see README): DATA is a dataset name or folder.
+PRESET ?= paper
+DEVICE ?= auto
+SEEDS ?= 0-4
+MASK ?= seg
+DATA ?=
+METHODS ?=
+JOBS ?= 1
+EXTRA ?=
+
+.PHONY: setup test demo bench clean-venv help
+
+help:
+	@echo "make demo   - small end-to-end demo on the embedded digits (no download, CPU, < 10 min)"
+	@echo "make test   - the test suite"
+	@echo "make <dataset>-spc<N> - ChimeraMix vs baseline over seeds $(SEEDS), e.g. make cifair10-spc5 DATA=../shared/data/cifar10"
+	@echo "make compare-<dataset>-spc<N> - every comparison method over seeds $(SEEDS)"
+	@echo "make bench  - speed benchmark on this machine's device"
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest tests
+
+demo: $(STAMP)
+	$(BIN)/chimeramix experiment --data digits --spc 10 --seeds 0-2 --preset fast --mask seg --methods none,chimeramix \
+		--device $(DEVICE) --out results/demo $(EXTRA)
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.run --device $(DEVICE) $(EXTRA)
+
+# <dataset>-spc<N>: both stages for every seed, then the table (results/<target>.md and .csv).
+DATASETS := cifair10 cifair100 stl10
+SPCS := 5 10 20 30 50 100
+EXPERIMENTS := $(foreach d,$(DATASETS),$(foreach n,$(SPCS),$(d)-spc$(n)))
+COMPARISONS := $(addprefix compare-,$(EXPERIMENTS))
+.PHONY: $(EXPERIMENTS) $(COMPARISONS)
+
+$(EXPERIMENTS): %: $(STAMP)
+	$(BIN)/chimeramix experiment --data $(if $(DATA),$(DATA),$(word 1,$(subst -spc, ,$@))) \
+		--spc $(word 2,$(subst -spc, ,$@)) --seeds $(SEEDS) --preset $(PRESET) --device $(DEVICE) --mask $(MASK) \
+		--methods $(if $(METHODS),$(METHODS),none,chimeramix) --jobs $(JOBS) --out results/$@ $(EXTRA)
+
+$(COMPARISONS): compare-%: $(STAMP)
+	$(BIN)/chimeramix experiment --data $(if $(DATA),$(DATA),$(word 1,$(subst -spc, ,$*))) \
+		--spc $(word 2,$(subst -spc, ,$*)) --seeds $(SEEDS) --preset $(PRESET) --device $(DEVICE) --mask both \
+		--methods $(if $(METHODS),$(METHODS),all) --jobs $(JOBS) --out results/$@ $(EXTRA)
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,159 @@
+"""Dataclass configs with named presets; explicit options override a preset.
+
+Fields left as None depend on the data (image size, dataset) and are filled
+by `resolve(...)` when a run starts; run.json stores the resolved config.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+
+from .errors import ChimeraMixError
+
+PRESETS = ("paper", "fast")
+
+
+def repeats_per_epoch(spc: int, base: int = 500) -> int:
+    """The paper repeats the subset max(base // spc, 1) times per epoch (base 500; STL-10 classifier 120)."""
+    return max(base // spc, 1)
+
+
+@dataclass
+class DataOptions:
+    data: str = "digits"
+    data_dir: str | None = None
+    image_size: int | None = None
+    spc: int = 5
+    seed: int = 0
+    device: str = "auto"
+
+
+# Options that do not change what a run computes; resuming or reusing a run may change them.
+RUNTIME_FIELDS = ("device", "data_dir", "log_every", "checkpoint_every", "out", "eval_batch", "compile")
+
+
+@dataclass
+class GeneratorConfig(DataOptions):
+    preset: str = "fast"
+    mask: str = "seg"
+    work_size: int | None = None  # resolution the generator works at; None: preset rule
+    ngf: int = 16
+    ndf: int = 16
+    n_res: int = 2
+    decoder_res_blocks: bool = True
+    epochs: int = 200
+    repeats: int | None = None  # None: max(500 // spc, 1)
+    steps: int | None = None  # total steps; overrides epochs x steps-per-epoch
+    batch_size: int | None = None
+    lr: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    w_rec: float = 1000.0
+    w_lap: float = 1.0
+    w_adv: float = 1.0
+    lap_levels: int = 3
+    lr_milestones: tuple[float, ...] = (0.3, 0.6, 0.8)
+    lr_gamma: float = 0.2
+    grid_k: int = 4
+    seg_scale: float | None = None
+    seg_min_size: int | None = None
+    seg_sigma: float = 0.8
+    log_every: int = 25
+    checkpoint_every: int = 500
+    out: str | None = None
+
+
+GENERATOR_PRESETS = {
+    # The published settings: 200 epochs of max(500 // spc, 1) repeats, 32x32 data worked at 64x64.
+    "paper": dict(ngf=64, ndf=64, epochs=200),
+    # CPU-sized: a quarter of the channels, native resolution, a fixed number of steps.
+    "fast": dict(ngf=16, ndf=16, steps=1000, batch_size=16),
+}
+
+
+@dataclass
+class ClassifierConfig(DataOptions):
+    preset: str = "fast"
+    method: str | None = None  # None: 'chimeramix' with --generator, else 'none'
+    generator: str | None = None  # a generator run folder
+    mask: str | None = None  # None: the generator run's mask kind
+    p_generated: float = 0.5
+    arch: str | None = None
+    dropout: float = 0.3
+    epochs: int = 200
+    repeats: int | None = None
+    steps: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    weight_decay: float | None = None
+    momentum: float = 0.9
+    nesterov: bool = True
+    method_options: dict = field(default_factory=dict)
+    eval_batch: int = 500
+    log_every: int = 50
+    checkpoint_every: int = 2000
+    out: str | None = None
+
+
+CLASSIFIER_PRESETS = {
+    "paper": dict(epochs=200),
+    "fast": dict(arch="wrn16-2", steps=1500),
+}
+
+
+def _check_preset(name: str) -> None:
+    if name not in PRESETS:
+        raise ChimeraMixError(f"unknown --preset '{name}': choose one of {', '.join(PRESETS)}")
+
+
+def make_config(cls, preset: str = "fast", **overrides):
+    """A config from a preset, then overrides (None values in overrides are ignored)."""
+    _check_preset(preset)
+    table = GENERATOR_PRESETS if cls is GeneratorConfig else CLASSIFIER_PRESETS
+    names = {f.name for f in fields(cls)}
+    unknown = set(overrides) - names
+    if unknown:
+        raise TypeError(f"unknown config fields: {sorted(unknown)}")
+    values = {**table[preset], **{k: v for k, v in overrides.items() if v is not None}, "preset": preset}
+    return cls(**values)
+
+
+def to_dict(cfg) -> dict:
+    d = asdict(cfg)
+    for k, v in d.items():
+        if isinstance(v, tuple):
+            d[k] = list(v)
+    return d
+
+
+def resolve_generator(cfg: GeneratorConfig, image_size: int, n_train: int) -> GeneratorConfig:
+    """Fill data-dependent fields: working resolution, batch size, segmentation parameters, steps."""
+    paper = cfg.preset == "paper"
+    small = image_size <= 64
+    work = cfg.work_size or (2 * image_size if (paper and image_size <= 32) else image_size)
+    if work % 4:
+        raise ChimeraMixError(f"the generator works at {work}x{work}, which is not a multiple of 4: pass --work-size (e.g. {work // 4 * 4 or 32})")
+    batch = cfg.batch_size or (64 if small else 8)
+    seg = 60 if small else 400
+    c = replace(cfg, work_size=work, batch_size=batch, seg_scale=cfg.seg_scale or seg, seg_min_size=cfg.seg_min_size or seg,
+                repeats=cfg.repeats or repeats_per_epoch(cfg.spc))
+    if c.steps is None:
+        c = replace(c, steps=c.epochs * -(-n_train * c.repeats // batch))
+    return c
+
+
+def resolve_classifier(cfg: ClassifierConfig, image_size: int, n_train: int) -> ClassifierConfig:
+    """Fill data-dependent fields: architecture, batch size, lr, weight decay, steps (paper: per dataset size)."""
+    small = image_size <= 64
+    c = replace(
+        cfg,
+        arch=cfg.arch or ("wrn16-8" if small else "resnet50"),
+        batch_size=cfg.batch_size or (10 if small else 16),
+        lr=cfg.lr if cfg.lr is not None else (4.6e-3 if small else 7.4e-3),
+        weight_decay=cfg.weight_decay if cfg.weight_decay is not None else (5.3e-3 if small else 4.1e-4),
+        repeats=cfg.repeats or repeats_per_epoch(cfg.spc, 500 if small else 120),
+        method=cfg.method or ("chimeramix" if cfg.generator else "none"),
+    )
+    if c.steps is None:
+        c = replace(c, steps=c.epochs * -(-n_train * c.repeats // c.batch_size))
+    return c

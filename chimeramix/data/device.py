@@ -1,0 +1,66 @@
+"""The training subset as one tensor on the device, and index sampling without DataLoaders."""
+
+from __future__ import annotations
+
+import torch
+
+from ..errors import ChimeraMixError
+from .imageset import ImageSet
+
+
+def resolve_device(spec: str = "auto") -> torch.device:
+    spec = (spec or "auto").lower()
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if spec.startswith("cuda") and not torch.cuda.is_available():
+        raise ChimeraMixError("--device cuda was asked for but torch sees no CUDA GPU here: use --device cpu or auto")
+    try:
+        return torch.device(spec)
+    except RuntimeError:
+        raise ChimeraMixError(f"unknown --device '{spec}': use auto, cpu or cuda") from None
+
+
+class DeviceData:
+    """uint8 images, labels and optional segment maps resident on one device.
+
+    Batches are drawn from an endless sequence of passes; each pass is a
+    permutation that depends only on (seed, pass number), so the images of
+    step s are a pure function of s and a resumed run sees the same batches.
+    """
+
+    def __init__(self, data: ImageSet, device: torch.device, seed: int, segments: torch.Tensor | None = None):
+        self.device = device
+        self.images = data.images.to(device)
+        self.labels = data.labels.to(device)
+        self.classes = data.classes
+        self.segments = segments.to(device) if segments is not None else None
+        self.num_segments = int(segments.max()) + 1 if segments is not None and segments.numel() else None
+        self.n = len(data)
+        self.seed = seed
+        order = torch.argsort(data.labels, stable=True)
+        counts = torch.bincount(data.labels, minlength=len(data.classes))
+        self._by_class = order.to(device)
+        self._counts = counts.to(device)
+        self._offsets = (torch.cumsum(counts, 0) - counts).to(device)
+        self._passes: dict[int, torch.Tensor] = {}
+
+    def _pass(self, k: int) -> torch.Tensor:
+        if k not in self._passes:
+            g = torch.Generator(device="cpu").manual_seed(self.seed * 1_000_003 + k)
+            self._passes = {j: v for j, v in self._passes.items() if j >= k - 1}
+            self._passes[k] = torch.randperm(self.n, generator=g).to(self.device)
+        return self._passes[k]
+
+    def batch_indices(self, step: int, batch_size: int) -> torch.Tensor:
+        start = step * batch_size
+        first, last = start // self.n, (start + batch_size - 1) // self.n
+        seq = torch.cat([self._pass(k) for k in range(first, last + 1)])
+        off = start - first * self.n
+        return seq[off: off + batch_size]
+
+    def partners(self, idx: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """For each index, a uniformly drawn image of the same class (with replacement, itself included)."""
+        y = self.labels[idx]
+        j = (torch.rand(idx.shape[0], generator=gen, device=self.device) * self._counts[y]).long()
+        j = torch.minimum(j, self._counts[y] - 1)
+        return self._by_class[self._offsets[y] + j]

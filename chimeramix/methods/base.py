@@ -1,0 +1,69 @@
+"""What a training method is: a batched transform of (images, labels) and the loss that goes with it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from ..losses import soft_cross_entropy
+
+
+@dataclass
+class StepContext:
+    """What a method may look at while transforming one batch (all tensors on the device)."""
+
+    step: int
+    total_steps: int
+    num_classes: int
+    gen: torch.Generator
+    idx: torch.Tensor | None = None  # indices of the batch in the training subset
+    crop: object | None = None  # the CropFlip applied to the batch (segment maps follow it)
+    data: object | None = None  # the DeviceData
+    generator: torch.nn.Module | None = None  # frozen ChimeraMix generator, if any
+    extra: dict = field(default_factory=dict)  # per-step facts for the metrics (e.g. generated: 1.0)
+
+
+class Method:
+    """Standard training: crop + flip (already applied), cross-entropy on hard labels."""
+
+    name = "none"
+    label = "Baseline"
+    paper = "standard training with random crop and horizontal flip"
+    defaults: dict = {}
+    needs_generator = False
+
+    def __init__(self, **options):
+        self.options = {**self.defaults, **options}
+
+    def apply(self, x: torch.Tensor, y: torch.Tensor, ctx: StepContext):
+        """x: float N x 3 x H x W in [-1, 1]; returns (x, target) where target is y or N x K soft labels."""
+        return x, y
+
+    def loss(self, model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        logits = model(x)
+        if target.dtype == torch.long:
+            return F.cross_entropy(logits, target)
+        return soft_cross_entropy(logits, target)
+
+
+class Chain(Method):
+    """Methods applied one after the other (e.g. chimeramix+autoaugment); the last one's loss is used."""
+
+    def __init__(self, parts: list[Method]):
+        super().__init__()
+        self.parts = parts
+        self.name = "+".join(p.name for p in parts)
+        self.label = " + ".join(p.label for p in parts)
+        self.needs_generator = any(p.needs_generator for p in parts)
+        self.options = {k: v for p in parts for k, v in p.options.items()}
+
+    def apply(self, x, y, ctx):
+        target = y
+        for p in self.parts:
+            x, target = p.apply(x, target, ctx)
+        return x, target
+
+    def loss(self, model, x, target):
+        return self.parts[-1].loss(model, x, target)

@@ -1,0 +1,99 @@
+"""Pictures: sample grids (torchvision), loss curves and confusion matrices (matplotlib, headless)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torchvision.utils import make_grid, save_image
+
+from .fileio import atomic_path
+
+
+def _mpl():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_grid(path: str | Path, columns: list[torch.Tensor], pad: int = 2) -> None:
+    """Save rows of images; `columns` is a list of N x 3 x H x W tensors in [0, 1] (masks may be N x 1)."""
+    cols = [c.expand(-1, 3, -1, -1) if c.shape[1] == 1 else c for c in columns]
+    size = cols[0].shape[-1]
+    cols = [F.interpolate(c, size=(size, size), mode="nearest") if c.shape[-1] != size else c for c in cols]
+    n = cols[0].shape[0]
+    stacked = torch.stack(cols, 1).reshape(n * len(cols), 3, size, size)
+    grid = make_grid(stacked.float().cpu(), nrow=len(cols), padding=pad, pad_value=1.0)
+    scale = max(1, 64 // size)  # small images get blown up so a person can see them
+    if scale > 1:
+        grid = F.interpolate(grid[None], scale_factor=scale, mode="nearest")[0]
+    with atomic_path(path) as tmp:
+        save_image(grid, str(tmp), format="png")
+
+
+def read_metrics(path: str | Path) -> list[dict]:
+    p = Path(path)
+    if not p.is_file():
+        return []
+    return [json.loads(ln) for ln in p.read_text().splitlines() if ln.strip()]
+
+
+def save_loss_curves(path: str | Path, rows: list[dict], title: str = "") -> None:
+    """One panel per loss, x = step, with a running mean over the noisy per-step values."""
+    if not rows:
+        return
+    plt = _mpl()
+    keys = [k for k in rows[0] if k != "step"]
+    steps = [r["step"] for r in rows]
+    fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys), 2.8), squeeze=False)
+    window = max(1, len(rows) // 50)
+    for ax, k in zip(axes[0], keys):
+        v = torch.tensor([r[k] for r in rows], dtype=torch.float64)
+        ax.plot(steps, v.numpy(), lw=0.5, alpha=0.35, color="tab:blue")
+        if window > 1 and len(v) >= window:
+            smooth = v.unfold(0, window, 1).mean(1).numpy()
+            ax.plot(steps[window - 1:], smooth, lw=1.5, color="tab:blue")
+        ax.set_title(k)
+        ax.set_xlabel("step")
+        if k in ("rec", "g", "lap", "loss") and (v > 0).all():
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+
+
+def save_confusion(path: str | Path, matrix: list[list[int]], classes: list[str], title: str = "") -> None:
+    """Row-normalised confusion matrix (rows: true class) with counts in the cells when they fit."""
+    plt = _mpl()
+    m = torch.tensor(matrix, dtype=torch.float64)
+    norm = m / m.sum(1, keepdim=True).clamp_min(1)
+    k = len(classes)
+    side = min(2 + 0.45 * k, 14)
+    fig, ax = plt.subplots(figsize=(side, side * 0.9))
+    im = ax.imshow(norm.numpy(), cmap="Blues", vmin=0, vmax=1)
+    if k <= 20:
+        ax.set_xticks(range(k), classes, rotation=60, ha="right", fontsize=8)
+        ax.set_yticks(range(k), classes, fontsize=8)
+        for i in range(k):
+            for j in range(k):
+                if m[i, j] > 0:
+                    ax.text(j, i, int(m[i, j]), ha="center", va="center", fontsize=7,
+                            color="white" if norm[i, j] > 0.5 else "black")
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)

@@ -1,0 +1,206 @@
+"""Stage 2: train a classifier, optionally with ChimeraMix compositions, and evaluate it once on the test set."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+
+from .. import checkpoint as ckpt
+from .. import masks as M
+from ..augment import CropFlip, normalize
+from ..config import RUNTIME_FIELDS, ClassifierConfig, resolve_classifier, to_dict
+from ..data.device import DeviceData
+from ..data.imageset import ImageSet
+from ..errors import ChimeraMixError
+from ..fileio import write_json, write_text
+from ..methods import StepContext, build_method
+from ..models import build_classifier
+from ..plots import read_metrics, save_confusion, save_loss_curves
+from ..progress import SILENT, Progress
+from ..report import classification_metrics, run_markdown
+from ..runs import METRICS_FILE, SPLIT_FILE, STATE_FILE, new_info, prepare
+from .generator import load_generator
+from .loop import TrainState, run_steps
+from .setup import prepare_data, run_path, seeded_generator
+
+WEIGHTS_FILE = "classifier.safetensors"
+
+
+@dataclass
+class ClassifierResult:
+    run_dir: Path
+    accuracy: float
+    result: dict
+    already_finished: bool = False
+
+
+def cosine_lr(base: float, step: int, total: int) -> float:
+    """Cosine annealing from base to 0 over the run, per step."""
+    return base * 0.5 * (1 + math.cos(math.pi * step / max(total, 1)))
+
+
+def check_generator_split(gen_info: dict, split_key: dict, gen_dir) -> None:
+    """Refuse a generator trained on other data: name every field that differs."""
+    theirs = gen_info.get("split", {})
+    diff = [f"{k} {theirs.get(k)!r} vs {v!r}" for k, v in split_key.items() if theirs.get(k) != v]
+    if diff:
+        raise ChimeraMixError(
+            f"the generator in {gen_dir} was trained on another split ({'; '.join(diff)}, generator vs this run): "
+            "train a generator with the same --data, --spc, --seed and --image-size"
+        )
+
+
+class ClassifierTrainer:
+    def __init__(self, cfg: ClassifierConfig, data: DeviceData, gen: torch.Generator, method, G=None):
+        self.cfg, self.data, self.gen, self.method, self.G = cfg, data, gen, method, G
+        self.model = build_classifier(cfg.arch, len(data.classes), cfg.dropout).to(data.device)
+        self.opt = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
+                                   weight_decay=cfg.weight_decay)
+
+    def state(self) -> TrainState:
+        return TrainState({"classifier": self.model}, {"sgd": self.opt}, self.gen)
+
+    def step(self, step: int) -> dict[str, torch.Tensor]:
+        cfg, data = self.cfg, self.data
+        for g in self.opt.param_groups:
+            g["lr"] = cosine_lr(cfg.lr, step, cfg.steps)
+        self.model.train()
+        idx = data.batch_indices(step, cfg.batch_size)
+        crop = CropFlip.sample(len(idx), data.images.shape[-1], self.gen, data.device)
+        x = normalize(crop.apply(data.images[idx]))
+        ctx = StepContext(step, cfg.steps, len(data.classes), self.gen, idx, crop, data, self.G)
+        x, target = self.method.apply(x, data.labels[idx], ctx)
+        loss = self.method.loss(self.model, x, target)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        out = {"loss": loss.detach()}
+        for k, v in ctx.extra.items():
+            out[k] = torch.tensor(v)
+        return out
+
+    @torch.no_grad()
+    def predict(self, images: torch.Tensor, batch: int, progress: Progress = SILENT) -> torch.Tensor:
+        """Predicted labels for uint8 images (CPU or device), in eval mode, in chunks."""
+        self.model.eval()
+        preds = []
+        progress.start("evaluate", len(images))
+        for i in range(0, len(images), batch):
+            x = normalize(images[i: i + batch].to(self.data.device, non_blocking=True))
+            preds.append(self.model(x).argmax(1).cpu())
+            progress.update("evaluate", min(i + batch, len(images)))
+        progress.end("evaluate")
+        return torch.cat(preds) if preds else torch.zeros(0, dtype=torch.long)
+
+
+def _method_options(cfg: ClassifierConfig, gen_cfg: dict | None) -> dict:
+    opts = dict(cfg.method_options)
+    opts.setdefault("seed", cfg.seed)
+    opts.setdefault("p_generated", cfg.p_generated)
+    if gen_cfg is not None:
+        opts.setdefault("mask", cfg.mask or gen_cfg["mask"])
+        opts.setdefault("work_size", gen_cfg["work_size"])
+        opts.setdefault("grid_k", gen_cfg["grid_k"])
+    elif cfg.mask:
+        opts.setdefault("mask", cfg.mask)
+    return opts
+
+
+def fit_classifier(cfg: ClassifierConfig, *, resume: bool = False, force: bool = False, progress: Progress = SILENT,
+                   root: str | Path = "checkpoints") -> ClassifierResult:
+    """Train, then evaluate once on the whole test set; writes result.json, report.md, confusion.png."""
+    if cfg.mask is not None and cfg.mask not in M.MASK_KINDS:
+        raise ChimeraMixError(f"unknown --mask '{cfg.mask}': choose grid or seg")
+    G = gen_info = None
+    if cfg.generator:
+        gen_info = _read_generator_info(cfg.generator)
+    prep = prepare_data(cfg)
+    cfg = resolve_classifier(cfg, prep.train.image_size[0], len(prep.subset))
+    if gen_info is not None:
+        check_generator_split(gen_info, prep.split.key(), cfg.generator)
+    method = build_method(cfg.method, _method_options(cfg, gen_info["config"] if gen_info else None))
+    if method.needs_generator and gen_info is None:
+        raise ChimeraMixError(f"method '{cfg.method}' needs a trained generator: pass --generator <fit-generator run folder>")
+    if gen_info is not None and not method.needs_generator:
+        raise ChimeraMixError(f"method '{cfg.method}' does not use a generator: drop --generator, or use --method chimeramix")
+    test_classes = prep.source.classes()
+    if tuple(test_classes) != tuple(prep.train.classes):
+        raise ChimeraMixError(f"the test set's classes differ from the training set's in {prep.source.name}")
+
+    config = {**to_dict(cfg), "method": method.name, "method_options": method.options, "fingerprint": prep.split.fingerprint}
+    suffix = method.name.replace("+", "-") + (f"-{method.options['mask']}" if method.needs_generator else "")
+    out = run_path(cfg, "clf", suffix, root)
+    run = prepare(out, "classifier", config, resume, force, ignore=RUNTIME_FIELDS)
+    if run.already_finished:
+        result = run.info()["result"]
+        return ClassifierResult(out, result["accuracy"], result, already_finished=True)
+    prep.split.save(run.file(SPLIT_FILE))
+
+    if gen_info is not None:
+        G, _ = load_generator(cfg.generator, prep.device)
+    segments = None
+    if (method.needs_generator and method.options.get("mask") == "seg") or method.options.get("needs_segments"):
+        segments = _segments_at_native(prep.subset, gen_info["config"] if gen_info else None, method.options)
+    progress.message(f"classifier {cfg.arch} ({method.label}): {len(prep.subset)} images, {cfg.steps} steps on {prep.device}")
+    gen = seeded_generator(prep.device, cfg.seed, stream=2)
+    data = DeviceData(prep.subset, prep.device, cfg.seed, segments)
+    trainer = ClassifierTrainer(cfg, data, gen, method, G)
+    info = run.info() if run.resumed else new_info("classifier", config, prep.split.to_dict(), cfg.steps)
+    t0 = time.perf_counter()
+    losses = run_steps(run, info, trainer.state(), trainer.step, cfg.steps, task="classifier", progress=progress,
+                       log_every=cfg.log_every, checkpoint_every=cfg.checkpoint_every, record="mean")
+    train_s = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    test = prep.source.load("test")
+    pred = trainer.predict(test.images, cfg.eval_batch, progress)
+    metrics = classification_metrics(pred, test.labels, list(test.classes))
+    eval_s = time.perf_counter() - t0
+
+    result = {
+        "kind": "classifier", "method": method.name, "label": method.label, "accuracy": metrics["accuracy"],
+        "mean_class_accuracy": metrics["mean_class_accuracy"], "test_size": metrics["test_size"],
+        "per_class": metrics["per_class"], "confusion": metrics["confusion"], "classes": list(test.classes),
+        "split": prep.split.key(), "config": config, "device": str(prep.device),
+        "generator_run": str(cfg.generator) if cfg.generator else None, "train_seconds": train_s, "eval_seconds": eval_s,
+        "final_losses": losses,
+    }
+    ckpt.save_tensors(run.file(WEIGHTS_FILE), ckpt.module_tensors("classifier", trainer.model),
+                      {"config": config, "split": prep.split.key(), "classes": list(test.classes)})
+    write_json(run.file("result.json"), result)
+    save_confusion(run.file("confusion.png"), metrics["confusion"], list(test.classes),
+                   title=f"{method.label}: {100 * metrics['accuracy']:.2f}%")
+    save_loss_curves(run.file("losses.png"), read_metrics(run.file(METRICS_FILE)), title=out.name)
+    write_text(run.file("report.md"), run_markdown(result))
+    info.update(status="finished", step=cfg.steps, result=result)
+    run.write_info(info)
+    run.file(STATE_FILE).unlink(missing_ok=True)
+    return ClassifierResult(out, metrics["accuracy"], result)
+
+
+def _read_generator_info(path) -> dict:
+    from ..runs import read_run
+
+    info = read_run(path, "generator")
+    if info.get("status") != "finished":
+        raise ChimeraMixError(f"the generator run in {path} has not finished: finish it with `chimeramix fit-generator --resume --out {path}`")
+    return info
+
+
+def _segments_at_native(subset: ImageSet, gen_cfg: dict | None, opts: dict) -> torch.Tensor:
+    """Felzenszwalb maps computed once at the generator's working resolution, kept at the classifier's."""
+    from ..augment import resize_uint8
+
+    size = subset.images.shape[-1]
+    work = (gen_cfg or {}).get("work_size") or opts.get("work_size") or size
+    scale = (gen_cfg or {}).get("seg_scale") or opts.get("seg_scale") or 60
+    min_size = (gen_cfg or {}).get("seg_min_size") or opts.get("seg_min_size") or 60
+    sigma = (gen_cfg or {}).get("seg_sigma") or 0.8
+    maps = M.compute_segments(resize_uint8(subset.images, work), scale, min_size, sigma)
+    if work != size:
+        maps = torch.nn.functional.interpolate(maps[:, None].float(), size=(size, size), mode="nearest")[:, 0].to(torch.int32)
+    return maps

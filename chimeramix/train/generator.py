@@ -1,0 +1,186 @@
+"""Stage 1: fit the mixing generator (encoder, mixer, decoder) against a PatchGAN discriminator."""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+
+from .. import checkpoint as ckpt
+from .. import masks as M
+from ..augment import CropFlip, denormalize, normalize, resize_uint8
+from ..config import RUNTIME_FIELDS, GeneratorConfig, resolve_generator, to_dict
+from ..data.device import DeviceData
+from ..errors import ChimeraMixError
+from ..losses import laplacian, lsgan, reconstruction
+from ..models import MixingGenerator, PatchDiscriminator
+from ..plots import read_metrics, save_grid, save_loss_curves
+from ..progress import SILENT, Progress
+from ..runs import METRICS_FILE, STATE_FILE, SPLIT_FILE, new_info, prepare
+from .loop import TrainState, run_steps
+from .setup import prepare_data, run_path, seeded_generator
+
+WEIGHTS_FILE = "generator.safetensors"
+
+
+@dataclass
+class GeneratorResult:
+    run_dir: Path
+    steps: int
+    losses: dict
+    already_finished: bool = False
+
+    @property
+    def samples(self) -> Path:
+        return self.run_dir / "samples.png"
+
+
+def lr_factor(step: int, total: int, milestones, gamma: float) -> float:
+    """x gamma at each milestone (fractions of training): the paper's epochs 60/120/160 of 200."""
+    return gamma ** bisect.bisect_right([m * total for m in milestones], step)
+
+
+class GeneratorTrainer:
+    """Models, optimizers and the per-step update; usable without a run folder (tests, benchmarks)."""
+
+    def __init__(self, cfg: GeneratorConfig, data: DeviceData, gen: torch.Generator):
+        self.cfg, self.data, self.gen = cfg, data, gen
+        dev = data.device
+        self.G = MixingGenerator(cfg.ngf, cfg.n_res, cfg.decoder_res_blocks).to(dev)
+        self.D = PatchDiscriminator(cfg.ndf).to(dev)
+        betas = (cfg.beta1, cfg.beta2)
+        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr, betas=betas)
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr, betas=betas)
+        self.feature_size = MixingGenerator.feature_size(cfg.work_size)
+
+    def state(self) -> TrainState:
+        return TrainState({"generator": self.G, "discriminator": self.D}, {"g": self.opt_g, "d": self.opt_d}, self.gen)
+
+    def batch(self, step: int):
+        """Augmented same-class pairs and a mask of the configured kind for `step`."""
+        cfg, data, gen = self.cfg, self.data, self.gen
+        i1 = data.batch_indices(step, cfg.batch_size)
+        i2 = data.partners(i1, gen)
+        p1 = CropFlip.sample(len(i1), cfg.work_size, gen, data.device)
+        p2 = CropFlip.sample(len(i1), cfg.work_size, gen, data.device)
+        x1, x2 = normalize(p1.apply(data.images[i1])), normalize(p2.apply(data.images[i2]))
+        seg = p1.apply(data.segments[i1]) if cfg.mask == "seg" else None
+        mask = M.sample_masks(cfg.mask, len(i1), self.feature_size, gen, data.device, seg, cfg.grid_k, data.num_segments)
+        return x1, x2, mask
+
+    def step(self, step: int, total: int) -> dict[str, torch.Tensor]:
+        cfg = self.cfg
+        lr = cfg.lr * lr_factor(step, total, cfg.lr_milestones, cfg.lr_gamma)
+        for opt in (self.opt_g, self.opt_d):
+            for g in opt.param_groups:
+                g["lr"] = lr
+        x1, x2, mask = self.batch(step)
+        rec1, rec2, mix = self.G.train_outputs(x1, x2, mask)
+
+        # Generator update; D's weights are frozen for it so no gradient is computed for them.
+        self.D.requires_grad_(False)
+        loss_rec = reconstruction(rec1, x1, rec2, x2)
+        loss_lap = laplacian(rec1, x1, cfg.lap_levels) + laplacian(rec2, x2, cfg.lap_levels)
+        loss_adv = lsgan(self.D(mix), True)
+        loss_g = cfg.w_rec * loss_rec + cfg.w_lap * loss_lap + cfg.w_adv * loss_adv
+        self.opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        self.opt_g.step()
+
+        # Discriminator update: real x1 vs the composition.
+        self.D.requires_grad_(True)
+        loss_d = 0.5 * (lsgan(self.D(x1), True) + lsgan(self.D(mix.detach()), False))
+        self.opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        self.opt_d.step()
+        return {"rec": loss_rec.detach(), "lap": loss_lap.detach(), "adv": loss_adv.detach(), "d": loss_d.detach(),
+                "g": loss_g.detach()}
+
+
+def device_data(cfg: GeneratorConfig, subset, device, seed: int) -> DeviceData:
+    """The subset at the working resolution on the device, with its segmentations if the mask needs them."""
+    images = resize_uint8(subset.images, cfg.work_size)
+    segments = M.compute_segments(images, cfg.seg_scale, cfg.seg_min_size, cfg.seg_sigma) if cfg.mask == "seg" else None
+    from ..data.imageset import ImageSet
+
+    return DeviceData(ImageSet(images, subset.labels, subset.classes), device, seed, segments)
+
+
+def fit_generator(cfg: GeneratorConfig, *, resume: bool = False, force: bool = False, progress: Progress = SILENT,
+                  root: str | Path = "checkpoints") -> GeneratorResult:
+    """Train the mixing generator; returns where the run landed and its final losses."""
+    if cfg.mask not in M.MASK_KINDS:
+        raise ChimeraMixError(f"unknown --mask '{cfg.mask}': choose grid or seg")
+    prep = prepare_data(cfg)
+    cfg = resolve_generator(cfg, prep.train.image_size[0], len(prep.subset))
+    config = {**to_dict(cfg), "fingerprint": prep.split.fingerprint}
+    out = run_path(cfg, "gen", cfg.mask, root)
+    run = prepare(out, "generator", config, resume, force, ignore=RUNTIME_FIELDS)
+    if run.already_finished:
+        info = run.info()
+        return GeneratorResult(out, info["step"], info.get("losses", {}), already_finished=True)
+    prep.split.save(run.file(SPLIT_FILE))
+
+    progress.message(f"generator: {len(prep.subset)} images ({cfg.spc} per class) at {cfg.work_size}x{cfg.work_size} on {prep.device}")
+    gen = seeded_generator(prep.device, cfg.seed, stream=1)
+    data = device_data(cfg, prep.subset, prep.device, cfg.seed)
+    trainer = GeneratorTrainer(cfg, data, gen)
+    info = run.info() if run.resumed else new_info("generator", config, prep.split.to_dict(), cfg.steps)
+    total = cfg.steps
+    losses = run_steps(run, info, trainer.state(), lambda s: trainer.step(s, total), total, task="generator",
+                       progress=progress, log_every=cfg.log_every, checkpoint_every=cfg.checkpoint_every, record="step")
+
+    save_generator(run.file(WEIGHTS_FILE), trainer.G, trainer.D, config, prep.split.key())
+    save_samples(run.file("samples.png"), trainer.G, data, cfg)
+    save_loss_curves(run.file("losses.png"), read_metrics(run.file(METRICS_FILE)), title=out.name)
+    info.update(status="finished", step=total, losses=losses)
+    run.write_info(info)
+    run.file(STATE_FILE).unlink(missing_ok=True)
+    return GeneratorResult(out, total, losses)
+
+
+def save_generator(path, G, D, config: dict, split_key: dict) -> None:
+    tensors = {**ckpt.module_tensors("generator", G), **ckpt.module_tensors("discriminator", D)}
+    ckpt.save_tensors(path, tensors, {"config": config, "split": split_key})
+
+
+def load_generator(run_dir: str | Path, device) -> tuple[MixingGenerator, dict]:
+    """The frozen generator of a finished run (eval mode, no gradients) and its run.json."""
+    from ..runs import read_run
+
+    run_dir = Path(run_dir)
+    info = read_run(run_dir, "generator")
+    if info.get("status") != "finished" or not (run_dir / WEIGHTS_FILE).is_file():
+        raise ChimeraMixError(f"the generator run in {run_dir} has not finished: finish it with `chimeramix fit-generator --resume --out {run_dir}`")
+    c = info["config"]
+    G = MixingGenerator(c["ngf"], c["n_res"], c["decoder_res_blocks"])
+    tensors, _ = ckpt.load_tensors(run_dir / WEIGHTS_FILE)
+    ckpt.load_module("generator", G, tensors)
+    G.to(device).eval().requires_grad_(False)
+    return G, info
+
+
+@torch.no_grad()
+def save_samples(path, G: MixingGenerator, data: DeviceData, cfg: GeneratorConfig, pairs: int = 8) -> None:
+    """Figure 2 of the paper: x1, x2, both reconstructions, then three masks with their compositions."""
+    gen = torch.Generator(device=data.device).manual_seed(12345)
+    n_cls = len(data.classes)
+    cls = torch.arange(pairs, device=data.device) % n_cls
+    # first image of each chosen class, and a different image of that class where there is one
+    idx1 = data._by_class[data._offsets[cls]]
+    idx2 = data._by_class[data._offsets[cls] + torch.clamp(data._counts[cls] - 1, max=1)]
+    x1, x2 = normalize(data.images[idx1]), normalize(data.images[idx2])
+    was_training = G.training
+    G.eval()
+    f1, f2 = G.encoder(x1), G.encoder(x2)
+    ones, zeros = torch.ones_like(f1[:, :1]), torch.zeros_like(f1[:, :1])
+    cols = [x1, x2, G.decoder(G.mix(f1, f2, ones)), G.decoder(G.mix(f1, f2, zeros))]
+    fs = f1.shape[-1]
+    for _ in range(3):
+        seg = data.segments[idx1] if cfg.mask == "seg" else None
+        m = M.sample_masks(cfg.mask, pairs, fs, gen, data.device, seg, cfg.grid_k, data.num_segments)
+        cols += [m * 2 - 1, G.decoder(G.mix(f1, f2, m))]
+    G.train(was_training)
+    save_grid(path, [denormalize(c) for c in cols])

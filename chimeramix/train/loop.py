@@ -1,0 +1,186 @@
+"""The step loop both stages share: logging, NaN guard, periodic checkpoints, resume, clean interrupts."""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .. import checkpoint as ckpt
+from ..errors import ChimeraMixError
+from ..progress import Progress
+from ..runs import METRICS_FILE, RUN_FILE, STATE_FILE, RunDir
+
+
+class RunInterrupted(ChimeraMixError):
+    exit_code = 130
+
+
+class NonFiniteLoss(ChimeraMixError):
+    pass
+
+
+@dataclass
+class TrainState:
+    """Everything a resumed run needs to continue bit for bit: weights, optimizer moments, RNG states."""
+
+    modules: dict[str, nn.Module]
+    optimizers: dict[str, torch.optim.Optimizer]
+    gen: torch.Generator
+    extra: dict = field(default_factory=dict)
+
+    def save(self, path, step: int) -> None:
+        tensors, meta = {}, {"step": step, "optimizers": {}, "extra": self.extra}
+        for name, m in self.modules.items():
+            tensors.update(ckpt.module_tensors(f"model.{name}", m))
+        for name, opt in self.optimizers.items():
+            t, m = ckpt.optimizer_tensors(f"optim.{name}", opt)
+            tensors.update(t)
+            meta["optimizers"][name] = m
+        tensors["rng.gen"] = self.gen.get_state()
+        tensors["rng.cpu"] = torch.get_rng_state()
+        if torch.cuda.is_available() and self.gen.device.type == "cuda":
+            tensors["rng.cuda"] = torch.cuda.get_rng_state(self.gen.device)
+        ckpt.save_tensors(path, tensors, meta)
+
+    def load(self, path) -> int:
+        tensors, meta = ckpt.load_tensors(path)
+        for name, m in self.modules.items():
+            ckpt.load_module(f"model.{name}", m, tensors)
+        for name, opt in self.optimizers.items():
+            ckpt.load_optimizer(f"optim.{name}", opt, tensors, meta["optimizers"][name])
+        self.gen.set_state(tensors["rng.gen"])
+        torch.set_rng_state(tensors["rng.cpu"])
+        if "rng.cuda" in tensors and torch.cuda.is_available():
+            torch.cuda.set_rng_state(tensors["rng.cuda"], self.gen.device)
+        self.extra.update(meta.get("extra", {}))
+        return int(meta["step"])
+
+
+@contextmanager
+def _sigint_as_flag(flag: dict):
+    """First Ctrl-C asks the loop to stop after the current step; a second one interrupts at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        if flag.get("stop"):
+            raise KeyboardInterrupt
+        flag["stop"] = True
+
+    old = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+def _truncate_metrics(path, step: int) -> None:
+    if not path.is_file():
+        return
+    keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
+    path.write_text("".join(ln + "\n" for ln in keep))
+
+
+def run_steps(
+    run: RunDir,
+    info: dict,
+    state: TrainState,
+    step_fn: Callable[[int], dict[str, torch.Tensor]],
+    total: int,
+    *,
+    task: str,
+    progress: Progress,
+    log_every: int = 25,
+    checkpoint_every: int = 500,
+    record: str = "step",
+) -> dict[str, float]:
+    """Run step_fn for steps [start, total); returns the mean losses of the last logged interval.
+
+    Losses stay on the device between logs (no per-step sync); every
+    `log_every` steps they are fetched once, checked for NaN/inf, written to
+    metrics.jsonl (each step, or the interval mean if record='mean') and shown.
+    """
+    start = 0
+    state_path, metrics_path = run.file(STATE_FILE), run.file(METRICS_FILE)
+    if run.resumed:
+        start = state.load(state_path)
+        _truncate_metrics(metrics_path, start)
+        progress.message(f"resuming {run.path} from step {start} of {total}")
+    else:
+        metrics_path.write_text("")
+    info.update(step=start, total_steps=total)
+    run.write_info(info)
+
+    checkpoint_every = max(log_every, (checkpoint_every // log_every) * log_every)
+    flag: dict = {}
+    buffer: list[dict[str, torch.Tensor]] = []
+    last = {}
+    done = start
+    progress.start(task, total, start)
+
+    def flush() -> dict[str, float]:
+        if not buffer:
+            return last
+        keys = list(buffer[0])
+        values = torch.stack([torch.stack([b[k].detach().float() for k in keys]) for b in buffer]).cpu()
+        first = done - len(buffer) + 1
+        bad = ~torch.isfinite(values)
+        if bad.any():
+            row, col = (int(i) for i in bad.nonzero()[0])
+            good = info.get("checkpoint_step", 0)
+            raise NonFiniteLoss(
+                f"{keys[col]} became {values[row, col].item()} at step {first + row}; stopped. "
+                f"The last good checkpoint (step {good}) is kept in {run.path}: lower --lr and run with --resume, or --force to restart"
+            )
+        with open(metrics_path, "a") as f:
+            if record == "step":
+                for i, r in enumerate(values.tolist()):
+                    f.write(json.dumps({"step": first + i, **dict(zip(keys, r))}) + "\n")
+            else:
+                f.write(json.dumps({"step": done, **dict(zip(keys, values.mean(0).tolist()))}) + "\n")
+        buffer.clear()
+        return dict(zip(keys, values.mean(0).tolist()))
+
+    def checkpoint() -> None:
+        state.save(state_path, done)
+        info.update(step=done, checkpoint_step=done)
+        run.write_info(info)
+
+    in_step = False
+    try:
+        with _sigint_as_flag(flag):
+            for step in range(start, total):
+                in_step = True
+                buffer.append(step_fn(step))
+                in_step = False
+                done = step + 1
+                if done % log_every == 0 or done == total or flag.get("stop"):
+                    last = flush()
+                    progress.update(task, done, last)
+                    if flag.get("stop"):
+                        raise KeyboardInterrupt
+                    if done % checkpoint_every == 0 and done < total:
+                        checkpoint()
+    except KeyboardInterrupt:
+        if in_step:  # stopped inside a step: the modules may be half-updated, keep the last checkpoint
+            raise RunInterrupted(
+                f"interrupted during step {done + 1}; the checkpoint of step {info.get('checkpoint_step', 0)} in {run.path} "
+                "is kept: run the same command with --resume to continue"
+            ) from None
+        flush()
+        checkpoint()
+        raise RunInterrupted(
+            f"interrupted at step {done} of {total}; state saved in {run.path}: run the same command with --resume to continue"
+        ) from None
+    finally:
+        progress.end(task)
+    return {k: v for k, v in last.items() if math.isfinite(v)}

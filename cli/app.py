@@ -1,0 +1,286 @@
+"""The `chimeramix` command line: parses options, shows progress, calls the library."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from chimeramix import __version__
+from chimeramix.errors import ChimeraMixError
+
+app = typer.Typer(
+    name="chimeramix",
+    help="ChimeraMix: learned compositional augmentation for image classification with few labelled images per class.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True)
+STATE = {"debug": False}
+
+
+def _version(value: bool):
+    if value:
+        out.print(f"chimeramix {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks instead of one-line errors.")] = False,
+    version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = None,
+):
+    STATE["debug"] = debug
+
+
+def friendly(fn):
+    """Turn ChimeraMixError into one line on stderr and its exit code (2; 130 for an interrupted run)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except ChimeraMixError as e:
+            if STATE["debug"]:
+                raise
+            err.print(f"[bold red]error:[/bold red] {e}", highlight=False, soft_wrap=True)
+            raise typer.Exit(e.exit_code)
+        except KeyboardInterrupt:
+            if STATE["debug"]:
+                raise
+            err.print("[bold red]interrupted[/bold red]")
+            raise typer.Exit(130)
+
+    return wrapper
+
+
+# Options shared by both stages; Annotated aliases keep each command's signature readable.
+Data = Annotated[str, typer.Option("--data", "-d", help="A dataset name (see `chimeramix datasets`) or a folder with train/<class>/ and test/<class>/.")]
+DataDir = Annotated[Optional[Path], typer.Option(help="Where named datasets are downloaded to and read from. [default: $CHIMERAMIX_DATA or ~/.cache/chimeramix]")]
+ImageSize = Annotated[Optional[int], typer.Option(help="Resize every image to N x N when loading. [default: keep the source's size]")]
+Spc = Annotated[int, typer.Option(help="Training images kept per class (the first N of a seeded shuffle).")]
+Seed = Annotated[int, typer.Option(help="Data split and training seed (the paper uses 0-4).")]
+Preset = Annotated[str, typer.Option(help="Hyperparameter preset: 'paper' (the published settings) or 'fast' (CPU-sized).")]
+Device = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
+OutDir = Annotated[Optional[Path], typer.Option(help="Run folder. [default: checkpoints/<stage>-<data>-spc<N>-seed<S>-<method>-<preset>]")]
+Checkpoints = Annotated[Path, typer.Option(help="Folder in which default run folders are made.")]
+Resume = Annotated[bool, typer.Option(help="Continue an interrupted run in its folder.")]
+Force = Annotated[bool, typer.Option(help="Overwrite a finished (or unfinished) run in the output folder.")]
+Steps = Annotated[Optional[int], typer.Option(help="Total training steps. [default: preset's; paper: epochs x steps per epoch]")]
+Epochs = Annotated[Optional[int], typer.Option(help="Epochs of max(500 // spc, 1) repeats of the subset, when --steps is not set. [default: 200]")]
+BatchSize = Annotated[Optional[int], typer.Option(help="Batch size. [default: preset's and dataset's]")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout instead of a table.")]
+LogEvery = Annotated[Optional[int], typer.Option(help="Fetch, check and log the losses every N steps. [default: 25 generator, 50 classifier]")]
+CheckpointEvery = Annotated[Optional[int], typer.Option(help="Save a resumable checkpoint every N steps. [default: 500 generator, 2000 classifier]")]
+
+
+def _progress(quiet: bool):
+    from .progress import RichProgress
+
+    return RichProgress(err, quiet=quiet)
+
+
+@app.command()
+@friendly
+def datasets(data_dir: DataDir = None):
+    """List every data source: whether it is on this machine, where it is looked for, how to get it."""
+    from chimeramix.data import describe_sources
+
+    t = Table(title="data sources", show_lines=False)
+    for c in ("name", "kind", "here", "location", "how to get it", "what"):
+        t.add_column(c, overflow="fold")
+    for r in describe_sources(data_dir):
+        here = {True: "[green]yes[/green]", False: "[red]no[/red]", None: "-"}[r["present"]]
+        t.add_row(r["name"], r["kind"], here, r["location"], r["how"], r["about"])
+    out.print(t)
+
+
+@app.command("fit-generator")
+@friendly
+def fit_generator_cmd(
+    data: Data = "digits",
+    spc: Spc = 5,
+    seed: Seed = 0,
+    mask: Annotated[str, typer.Option(help="Mixing mask: 'grid' (random k x k cells) or 'seg' (Felzenszwalb segments).")] = "seg",
+    preset: Preset = "fast",
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Run folder. [default: checkpoints/gen-<data>-spc<N>-seed<S>-<mask>-<preset>]")] = None,
+    steps: Steps = None,
+    epochs: Epochs = None,
+    batch_size: BatchSize = None,
+    lr: Annotated[Optional[float], typer.Option(help="Adam learning rate of G and D. [default: 2e-4]")] = None,
+    w_rec: Annotated[Optional[float], typer.Option(help="Weight of the reconstruction MSE. [default: 1000]")] = None,
+    w_lap: Annotated[Optional[float], typer.Option(help="Weight of the Laplacian-pyramid L1. [default: 1]")] = None,
+    w_adv: Annotated[Optional[float], typer.Option(help="Weight of the LSGAN term. [default: 1]")] = None,
+    ngf: Annotated[Optional[int], typer.Option(help="Generator base channels. [default: paper 64, fast 16]")] = None,
+    ndf: Annotated[Optional[int], typer.Option(help="Discriminator base channels. [default: paper 64, fast 16]")] = None,
+    work_size: Annotated[Optional[int], typer.Option(help="Resolution the generator works at. [default: paper: 2 x 32x32 data, else native]")] = None,
+    decoder_res_blocks: Annotated[bool, typer.Option("--decoder-res-blocks/--published-decoder", help="Use the decoder's residual blocks, or drop them as the public code does.")] = True,
+    grid_k: Annotated[Optional[int], typer.Option(help="Grid mask cells per side. [default: 4]")] = None,
+    seg_scale: Annotated[Optional[float], typer.Option(help="Felzenszwalb scale. [default: 60 up to 64x64, else 400]")] = None,
+    seg_min_size: Annotated[Optional[int], typer.Option(help="Felzenszwalb min_size. [default: 60 up to 64x64, else 400]")] = None,
+    data_dir: DataDir = None,
+    image_size: ImageSize = None,
+    device: Device = "auto",
+    log_every: LogEvery = None,
+    checkpoint_every: CheckpointEvery = None,
+    checkpoints: Checkpoints = Path("checkpoints"),
+    resume: Resume = False,
+    force: Force = False,
+    quiet: Quiet = False,
+    as_json: AsJson = False,
+):
+    """Train the mixing generator (stage 1) on a per-class subset; writes generator.safetensors, samples.png, losses.png."""
+    from chimeramix.config import GeneratorConfig, make_config
+    from chimeramix.train.generator import fit_generator
+
+    cfg = make_config(
+        GeneratorConfig, preset, data=data, data_dir=str(data_dir) if data_dir else None, image_size=image_size, spc=spc,
+        seed=seed, device=device, mask=mask, out=str(out_dir) if out_dir else None, steps=steps, epochs=epochs,
+        batch_size=batch_size, lr=lr, w_rec=w_rec, w_lap=w_lap, w_adv=w_adv, ngf=ngf, ndf=ndf, work_size=work_size,
+        decoder_res_blocks=decoder_res_blocks, grid_k=grid_k, seg_scale=seg_scale, seg_min_size=seg_min_size,
+        log_every=log_every, checkpoint_every=checkpoint_every,
+    )
+    with _progress(quiet or as_json) as p:
+        r = fit_generator(cfg, resume=resume, force=force, progress=p, root=checkpoints)
+    summary = {"run": str(r.run_dir), "steps": r.steps, "losses": r.losses, "samples": str(r.samples),
+               "already_finished": r.already_finished}
+    if as_json:
+        print(json.dumps(summary, indent=2))
+        return
+    if r.already_finished:
+        out.print(f"[yellow]{r.run_dir} is already finished with this config; nothing to do (--force retrains)[/yellow]")
+    t = Table(title=f"generator run {r.run_dir}", show_header=False)
+    t.add_row("steps", str(r.steps))
+    for k, v in r.losses.items():
+        t.add_row(f"loss {k}", f"{v:.5g}")
+    t.add_row("samples", str(r.samples))
+    t.add_row("weights", str(r.run_dir / "generator.safetensors"))
+    out.print(t)
+
+
+def _parse_options(pairs: list[str]) -> dict:
+    opts = {}
+    for p in pairs or []:
+        if "=" not in p:
+            raise ChimeraMixError(f"--option takes KEY=VALUE (got '{p}'), e.g. --option alpha=0.4")
+        k, v = p.split("=", 1)
+        try:
+            opts[k.strip().replace("-", "_")] = json.loads(v)
+        except ValueError:
+            opts[k.strip().replace("-", "_")] = v
+    return opts
+
+
+@app.command("fit-classifier")
+@friendly
+def fit_classifier_cmd(
+    data: Data = "digits",
+    spc: Spc = 5,
+    seed: Seed = 0,
+    generator: Annotated[Optional[Path], typer.Option(help="A finished fit-generator run folder: train with ChimeraMix compositions.")] = None,
+    method: Annotated[Optional[str], typer.Option(help="Training method (see `chimeramix methods`). [default: chimeramix with --generator, else none]")] = None,
+    option: Annotated[Optional[list[str]], typer.Option("--option", "-o", help="A method option KEY=VALUE, e.g. -o alpha=0.4 (repeatable).")] = None,
+    mask: Annotated[Optional[str], typer.Option(help="Mask kind for compositions. [default: the generator run's]")] = None,
+    p_generated: Annotated[float, typer.Option(help="Probability that a batch is replaced by compositions.")] = 0.5,
+    arch: Annotated[Optional[str], typer.Option(help="wrn16-8, wrn16-4, wrn16-2 or resnet50. [default: paper: wrn16-8 (32x32) / resnet50 (96x96); fast: wrn16-2]")] = None,
+    preset: Preset = "fast",
+    out_dir: OutDir = None,
+    steps: Steps = None,
+    epochs: Epochs = None,
+    batch_size: BatchSize = None,
+    lr: Annotated[Optional[float], typer.Option(help="SGD learning rate (cosine-annealed). [default: paper 4.6e-3 (32x32) / 7.4e-3 (96x96)]")] = None,
+    weight_decay: Annotated[Optional[float], typer.Option(help="SGD weight decay. [default: paper 5.3e-3 (32x32) / 4.1e-4 (96x96)]")] = None,
+    dropout: Annotated[float, typer.Option(help="Dropout inside the Wide ResNet blocks.")] = 0.3,
+    data_dir: DataDir = None,
+    image_size: ImageSize = None,
+    device: Device = "auto",
+    log_every: LogEvery = None,
+    checkpoint_every: CheckpointEvery = None,
+    checkpoints: Checkpoints = Path("checkpoints"),
+    resume: Resume = False,
+    force: Force = False,
+    quiet: Quiet = False,
+    as_json: AsJson = False,
+):
+    """Train a classifier (stage 2), with ChimeraMix or another method, and evaluate it once on the test set."""
+    from chimeramix.config import ClassifierConfig, make_config
+    from chimeramix.train.classifier import fit_classifier
+
+    cfg = make_config(
+        ClassifierConfig, preset, data=data, data_dir=str(data_dir) if data_dir else None, image_size=image_size, spc=spc,
+        seed=seed, device=device, generator=str(generator) if generator else None, method=method, mask=mask,
+        p_generated=p_generated, arch=arch, out=str(out_dir) if out_dir else None, steps=steps, epochs=epochs,
+        batch_size=batch_size, lr=lr, weight_decay=weight_decay, dropout=dropout, method_options=_parse_options(option),
+        log_every=log_every, checkpoint_every=checkpoint_every,
+    )
+    with _progress(quiet or as_json) as p:
+        r = fit_classifier(cfg, resume=resume, force=force, progress=p, root=checkpoints)
+    res = r.result
+    if as_json:
+        print(json.dumps({k: res[k] for k in ("label", "accuracy", "mean_class_accuracy", "test_size", "split")} | {"run": str(r.run_dir)}, indent=2))
+        return
+    if r.already_finished:
+        out.print(f"[yellow]{r.run_dir} is already finished with this config; showing its result (--force retrains)[/yellow]")
+    t = Table(title=f"{res['label']}  {res['split']['source']}  spc {res['split']['spc']}  seed {res['split']['seed']}", show_header=False)
+    t.add_row("top-1 accuracy", f"[bold]{100 * res['accuracy']:.2f}%[/bold]  ({res['test_size']} test images)")
+    t.add_row("mean per-class accuracy", f"{100 * res['mean_class_accuracy']:.2f}%")
+    t.add_row("run", str(r.run_dir))
+    t.add_row("report", str(r.run_dir / "report.md"))
+    out.print(t)
+
+
+@app.command()
+@friendly
+def report(
+    runs: Annotated[Optional[list[Path]], typer.Argument(help="Classifier run folders (e.g. checkpoints/clf-*).")] = None,
+    out_stem: Annotated[Optional[Path], typer.Option("--out", help="Write <out>.md and <out>.csv (e.g. results/cifair10-spc5).")] = None,
+    title: Annotated[str, typer.Option(help="Table title.")] = "",
+    as_json: AsJson = False,
+):
+    """Mean +- std test accuracy over seeds, one row per method, like the paper's tables."""
+    from chimeramix.report import group_by_method, load_results, table_markdown, write_tables
+
+    rows = group_by_method(load_results(runs or []))
+    if as_json:
+        print(json.dumps([{"method": r.method, "mean": r.mean, "std": r.std, "seeds": r.seeds, "accuracies": r.accuracies} for r in rows], indent=2))
+    else:
+        _print_table(rows, title)
+    if out_stem:
+        md, cs = write_tables(rows, out_stem, title)
+        if not as_json:
+            out.print(f"wrote {md} and {cs}")
+
+
+def _print_table(rows, title: str = "") -> None:
+    seeds = sorted({s for r in rows for s in r.seeds})
+    t = Table(title=title or "test accuracy (%)")
+    t.add_column("method")
+    t.add_column("mean ± std", justify="right")
+    for s in seeds:
+        t.add_column(f"seed {s}", justify="right")
+    for r in rows:
+        per = dict(zip(r.seeds, r.accuracies))
+        t.add_row(r.method, f"[bold]{r.mean:.2f} ± {r.std:.2f}[/bold]", *[f"{per[s]:.2f}" if s in per else "-" for s in seeds])
+    out.print(t)
+
+
+def main():
+    try:
+        app()
+    except SystemExit as e:
+        raise
+    except Exception:
+        raise
+
+
+if __name__ == "__main__":
+    main()
