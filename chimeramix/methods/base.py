@@ -22,6 +22,8 @@ class StepContext:
     crop: object | None = None  # the CropFlip applied to the batch (segment maps follow it)
     data: object | None = None  # the DeviceData
     generator: torch.nn.Module | None = None  # frozen ChimeraMix generator, if any
+    steps_per_epoch: int = 1  # so epoch-based schedules (SamplePairing) can be expressed in steps
+    dataset: str = ""  # source name (e.g. 'cifair10'), for per-dataset defaults such as Cutout's size
     extra: dict = field(default_factory=dict)  # per-step facts for the metrics (e.g. generated: 1.0)
 
 

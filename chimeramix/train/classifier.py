@@ -58,6 +58,7 @@ class ClassifierTrainer:
     def __init__(self, cfg: ClassifierConfig, data: DeviceData, gen: torch.Generator, method, G=None):
         self.cfg, self.data, self.gen, self.method, self.G = cfg, data, gen, method, G
         self.model = build_classifier(cfg.arch, len(data.classes), cfg.dropout).to(data.device)
+        self.steps_per_epoch = max(1, -(-data.n * cfg.repeats // cfg.batch_size))
         self.opt = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
                                    weight_decay=cfg.weight_decay)
 
@@ -72,7 +73,8 @@ class ClassifierTrainer:
         idx = data.batch_indices(step, cfg.batch_size)
         crop = CropFlip.sample(len(idx), data.images.shape[-1], self.gen, data.device)
         x = normalize(crop.apply(data.images[idx]))
-        ctx = StepContext(step, cfg.steps, len(data.classes), self.gen, idx, crop, data, self.G)
+        ctx = StepContext(step, cfg.steps, len(data.classes), self.gen, idx, crop, data, self.G,
+                          steps_per_epoch=self.steps_per_epoch, dataset=cfg.data)
         x, target = self.method.apply(x, data.labels[idx], ctx)
         loss = self.method.loss(self.model, x, target)
         self.opt.zero_grad(set_to_none=True)
