@@ -65,7 +65,8 @@ def save_loss_curves(path: str | Path, rows: list[dict], title: str = "") -> Non
         ax.grid(alpha=0.3)
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
+    # fixed margins: tight_layout costs about a second per figure, which adds up over many runs and tests
+    fig.subplots_adjust(left=0.08 / len(keys) * 3, right=0.98, bottom=0.17, top=0.8, wspace=0.35)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
@@ -93,7 +94,7 @@ def save_confusion(path: str | Path, matrix: list[list[int]], classes: list[str]
     if title:
         ax.set_title(title, fontsize=9)
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.2, bottom=0.2, right=0.95, top=0.92)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)

@@ -273,13 +273,63 @@ def _print_table(rows, title: str = "") -> None:
     out.print(t)
 
 
+@app.command()
+@friendly
+def experiment(
+    data: Data = "digits",
+    spc: Spc = 5,
+    seeds: Annotated[str, typer.Option(help="Seeds (data splits): a range 0-4 or a list 0,1,2.")] = "0-4",
+    preset: Preset = "paper",
+    mask: Annotated[str, typer.Option(help="Generator mask kind: seg, grid or both.")] = "seg",
+    methods: Annotated[str, typer.Option(help="Comma-separated methods (see `chimeramix methods`), or 'all'.")] = "none,chimeramix",
+    out_stem: Annotated[Optional[Path], typer.Option("--out", help="Write the table to <out>.md, <out>.csv and <out>.json.")] = None,
+    gen_steps: Annotated[Optional[int], typer.Option(help="Override the generator's total steps. [default: preset's]")] = None,
+    clf_steps: Annotated[Optional[int], typer.Option(help="Override the classifier's total steps. [default: preset's]")] = None,
+    jobs: Annotated[int, typer.Option(help="Seeds trained concurrently in separate processes.")] = 1,
+    title: Annotated[str, typer.Option(help="Table title. [default: data, spc and preset]")] = "",
+    data_dir: DataDir = None,
+    image_size: ImageSize = None,
+    device: Device = "auto",
+    checkpoints: Checkpoints = Path("checkpoints"),
+    force: Annotated[bool, typer.Option(help="Retrain runs that already finished.")] = False,
+    quiet: Quiet = False,
+):
+    """The paper's protocol: for each seed fit the generator(s) and every classifier, then print mean +- std per method.
+
+    Finished runs with the same config are reused, so an interrupted experiment picks up where it stopped.
+    """
+    from chimeramix.experiment import parse_seeds, run_experiment
+
+    masks = {"both": ["grid", "seg"], "seg": ["seg"], "grid": ["grid"]}.get(mask)
+    if masks is None:
+        raise ChimeraMixError(f"unknown --mask '{mask}': choose seg, grid or both")
+    common = {"data_dir": str(data_dir) if data_dir else None, "image_size": image_size}
+    with _progress(quiet) as p:
+        res = run_experiment(
+            data, spc, parse_seeds(seeds), preset=preset, masks=masks, methods=methods, device=device, out=out_stem,
+            root=checkpoints, gen_options={**common, "steps": gen_steps}, clf_options={**common, "steps": clf_steps},
+            jobs=jobs, force=force, progress=p, title=title,
+        )
+    _print_table(res.rows, title or f"{data}: {spc} per class, preset {preset} (test accuracy %)")
+    s = res.seconds
+    out.print(f"wall time {s['wall']:.0f} s (generators {s['generator']:.0f} s, classifiers {s['classifier']:.0f} s, summed over runs)")
+    if res.generator_runs:
+        out.print(f"sample grid: {Path(res.generator_runs[0]) / 'samples.png'}")
+    if res.table_md:
+        out.print(f"wrote {res.table_md}, {res.table_csv} and {res.summary_json}")
+
+
+@app.command("methods")
+@friendly
+def methods_cmd():
+    """List every training method with its defaults and its source paper."""
+    from .methods import methods as show
+
+    show()
+
+
 def main():
-    try:
-        app()
-    except SystemExit as e:
-        raise
-    except Exception:
-        raise
+    app()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,144 @@
+"""The paper's protocol as one call: for each seed, fit the generator(s), fit every classifier, tabulate."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+
+from .config import ClassifierConfig, GeneratorConfig, make_config
+from .errors import ChimeraMixError
+from .fileio import write_json
+from .methods import build_method, known_methods
+from .progress import SILENT, Progress
+from .report import Row, group_by_method, load_results, write_tables
+
+
+def parse_seeds(text: str) -> list[int]:
+    """'0-4' -> [0, 1, 2, 3, 4]; '0,2,5' -> [0, 2, 5]; '3' -> [3]."""
+    seeds: list[int] = []
+    try:
+        for part in str(text).split(","):
+            part = part.strip()
+            if "-" in part:
+                a, b = part.split("-", 1)
+                seeds.extend(range(int(a), int(b) + 1))
+            elif part:
+                seeds.append(int(part))
+    except ValueError:
+        raise ChimeraMixError(f"--seeds '{text}' is not a list of seeds: use e.g. 0-4 or 0,1,2") from None
+    if not seeds:
+        raise ChimeraMixError("--seeds is empty: use e.g. 0-4")
+    return list(dict.fromkeys(seeds))
+
+
+def expand_methods(spec: str, masks: list[str]) -> list[tuple[str, str | None]]:
+    """Method names (and, for generator methods, the mask kind of their generator) to run."""
+    names = known_methods() if spec.strip() == "all" else [m.strip() for m in spec.split(",") if m.strip()]
+    plan = []
+    for name in names:
+        method = build_method(name)  # validates the name
+        if method.needs_generator:
+            plan.extend((name, m) for m in masks)
+        else:
+            plan.append((name, None))
+    return plan
+
+
+@dataclass
+class ExperimentResult:
+    rows: list[Row]
+    results: list[dict]
+    generator_runs: list[str]
+    table_md: Path | None = None
+    table_csv: Path | None = None
+    summary_json: Path | None = None
+    seconds: dict = field(default_factory=dict)
+
+
+def _run_seed(seed: int, plan, gen_overrides: dict, clf_overrides: dict, root: str, force: bool, progress: Progress):
+    """Both stages for one seed; returns (generator run folders, classifier run folders, seconds per stage)."""
+    from .train.classifier import fit_classifier
+    from .train.generator import fit_generator
+
+    gens: dict[str, str] = {}
+    clfs: list[str] = []
+    secs = {"generator": 0.0, "classifier": 0.0}
+    for name, mask in plan:
+        gen_dir = None
+        if mask is not None:
+            if mask not in gens:
+                t = time.perf_counter()
+                cfg = make_config(GeneratorConfig, **{**gen_overrides, "seed": seed, "mask": mask})
+                gens[mask] = str(fit_generator(cfg, force=force, progress=progress, root=root).run_dir)
+                secs["generator"] += time.perf_counter() - t
+            gen_dir = gens[mask]
+        t = time.perf_counter()
+        cfg = make_config(ClassifierConfig, **{**clf_overrides, "seed": seed, "method": name, "generator": gen_dir})
+        clfs.append(str(fit_classifier(cfg, force=force, progress=progress, root=root).run_dir))
+        secs["classifier"] += time.perf_counter() - t
+    return list(gens.values()), clfs, secs
+
+
+def run_experiment(
+    data: str,
+    spc: int,
+    seeds: list[int],
+    *,
+    preset: str = "paper",
+    masks: list[str] = ("seg",),
+    methods: str = "none,chimeramix",
+    device: str = "auto",
+    out: str | Path | None = None,
+    root: str | Path = "checkpoints",
+    gen_options: dict | None = None,
+    clf_options: dict | None = None,
+    jobs: int = 1,
+    force: bool = False,
+    progress: Progress = SILENT,
+    title: str = "",
+) -> ExperimentResult:
+    """Run every (seed, method) pair and write <out>.md, <out>.csv and <out>.json; finished runs are reused."""
+    plan = expand_methods(methods, list(masks))
+    common = {"data": data, "spc": spc, "preset": preset, "device": device}
+    gen_overrides = {**common, **(gen_options or {})}
+    clf_overrides = {**common, **(clf_options or {})}
+    t0 = time.perf_counter()
+    gen_runs, clf_runs = [], []
+    secs = {"generator": 0.0, "classifier": 0.0}
+    if jobs <= 1:
+        for seed in seeds:
+            progress.message(f"seed {seed}: {', '.join(n + (f' ({m})' if m else '') for n, m in plan)}")
+            g, c, s = _run_seed(seed, plan, gen_overrides, clf_overrides, str(root), force, progress)
+            gen_runs += g
+            clf_runs += c
+            for k in secs:
+                secs[k] += s[k]
+    else:
+        # Seeds in parallel processes: one small-batch run cannot fill a large GPU (or all CPU cores).
+        ctx = get_context("spawn")
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+            futures = {pool.submit(_run_seed, s, plan, gen_overrides, clf_overrides, str(root), force, SILENT): s for s in seeds}
+            for fut in as_completed(futures):
+                g, c, s = fut.result()
+                progress.message(f"seed {futures[fut]} done")
+                gen_runs += g
+                clf_runs += c
+                for k in secs:
+                    secs[k] += s[k]
+    secs["wall"] = time.perf_counter() - t0
+    results = load_results(clf_runs)
+    rows = group_by_method(results)
+    res = ExperimentResult(rows, results, sorted(set(gen_runs)), seconds=secs)
+    if out:
+        out = Path(out)
+        res.table_md, res.table_csv = write_tables(rows, out, title or f"{data}, {spc} samples per class, preset {preset}")
+        res.summary_json = out.with_suffix(".json")
+        write_json(res.summary_json, {
+            "data": data, "spc": spc, "seeds": list(seeds), "preset": preset, "methods": [f"{n}:{m}" if m else n for n, m in plan],
+            "table": [{"method": r.method, "mean": r.mean, "std": r.std, "seeds": r.seeds, "accuracies": r.accuracies} for r in rows],
+            "classifier_runs": clf_runs, "generator_runs": res.generator_runs, "seconds": secs,
+        })
+    return res

@@ -1,0 +1,133 @@
+"""fit-generator: training signal, checkpoints, resume equivalence, run-folder rules."""
+
+import json
+
+import pytest
+import torch
+
+from chimeramix import checkpoint as ckpt
+from chimeramix.config import GeneratorConfig, make_config, resolve_generator
+from chimeramix.errors import ChimeraMixError
+from chimeramix.progress import Progress
+from chimeramix.train.generator import GeneratorTrainer, device_data, fit_generator, load_generator, lr_factor
+from chimeramix.train.loop import RunInterrupted
+from chimeramix.train.setup import prepare_data, seeded_generator
+
+TINY = dict(data="digits", spc=3, seed=0, device="cpu", ngf=4, ndf=4, batch_size=6, log_every=2, checkpoint_every=4)
+
+
+def tiny(**kw):
+    return make_config(GeneratorConfig, "fast", **{**TINY, **kw})
+
+
+def test_lr_schedule_drops_at_30_60_80_percent():
+    f = [lr_factor(s, 100, (0.3, 0.6, 0.8), 0.2) for s in (0, 29, 30, 59, 60, 80, 99)]
+    assert f == pytest.approx([1, 1, 0.2, 0.2, 0.04, 0.008, 0.008])
+
+
+def test_paper_preset_resolves_to_published_settings():
+    cfg = resolve_generator(make_config(GeneratorConfig, "paper", spc=5), image_size=32, n_train=50)
+    assert (cfg.work_size, cfg.batch_size, cfg.ngf, cfg.seg_scale, cfg.seg_min_size) == (64, 64, 64, 60, 60)
+    assert cfg.repeats == 100 and cfg.steps == 200 * 79  # 200 epochs of ceil(50 * 100 / 64) steps
+    stl = resolve_generator(make_config(GeneratorConfig, "paper", spc=5), image_size=96, n_train=50)
+    assert (stl.work_size, stl.batch_size, stl.seg_scale) == (96, 8, 400)
+
+
+@pytest.mark.parametrize("mask", ["grid", "seg"])
+def test_reconstruction_loss_falls_within_a_few_dozen_steps(mask):
+    cfg = tiny(mask=mask, ngf=8, ndf=8, lr=1e-3)
+    prep = prepare_data(cfg)
+    cfg = resolve_generator(cfg, 32, len(prep.subset))
+    data = device_data(cfg, prep.subset, prep.device, 0)
+    tr = GeneratorTrainer(cfg, data, seeded_generator(prep.device, 0, 1))
+    losses = [tr.step(s, 40)["rec"].item() for s in range(40)]
+    first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
+    assert last < 0.5 * first, (first, last)
+
+
+def test_fit_generator_writes_a_complete_run(tmp_path):
+    r = fit_generator(tiny(steps=6, mask="seg"), root=tmp_path)
+    d = r.run_dir
+    assert d.parent == tmp_path and d.name == "gen-digits-spc3-seed0-seg-fast"
+    for f in ("run.json", "split.json", "generator.safetensors", "metrics.jsonl", "samples.png", "losses.png"):
+        assert (d / f).is_file(), f
+    assert not (d / "state.safetensors").exists()
+    info = json.loads((d / "run.json").read_text())
+    assert info["status"] == "finished" and info["step"] == 6
+    assert info["config"]["mask"] == "seg" and info["split"]["spc"] == 3 and len(info["split"]["indices"]) == 30
+    assert {"torch", "kornia", "chimeramix"} <= set(info["versions"])
+    rows = [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]
+    assert {"rec", "lap", "adv", "d", "g"} <= set(rows[0])
+    G, ginfo = load_generator(d, "cpu")
+    assert not G.training and not any(p.requires_grad for p in G.parameters())
+    tensors, meta = ckpt.load_tensors(d / "generator.safetensors")
+    assert any(k.startswith("discriminator.") for k in tensors) and meta["split"]["seed"] == 0
+
+
+def test_finished_run_is_reused_or_refused(tmp_path):
+    fit_generator(tiny(steps=4), root=tmp_path)
+    again = fit_generator(tiny(steps=4), root=tmp_path)
+    assert again.already_finished
+    with pytest.raises(ChimeraMixError, match="another config.*steps"):
+        fit_generator(tiny(steps=5), root=tmp_path)
+    forced = fit_generator(tiny(steps=5), root=tmp_path, force=True)
+    assert not forced.already_finished and forced.steps == 5
+
+
+class StopAt(Progress):
+    def __init__(self, at):
+        self.at = at
+
+    def update(self, task, completed, metrics=None):
+        if completed == self.at:
+            raise KeyboardInterrupt
+
+
+def _weights(run_dir):
+    return ckpt.load_tensors(run_dir / "generator.safetensors")[0]
+
+
+@pytest.mark.parametrize("mask", ["grid", "seg"])
+def test_resume_ends_where_an_uninterrupted_run_would(tmp_path, mask):
+    full = fit_generator(tiny(steps=10, mask=mask, out=str(tmp_path / "full")))
+    with pytest.raises(RunInterrupted, match="--resume"):
+        fit_generator(tiny(steps=10, mask=mask, out=str(tmp_path / "cut")), progress=StopAt(6))
+    info = json.loads((tmp_path / "cut" / "run.json").read_text())
+    assert info["status"] == "running" and info["step"] == 6
+    with pytest.raises(ChimeraMixError, match="unfinished.*--resume"):
+        fit_generator(tiny(steps=10, mask=mask, out=str(tmp_path / "cut")))
+    resumed = fit_generator(tiny(steps=10, mask=mask, out=str(tmp_path / "cut")), resume=True)
+    a, b = _weights(full.run_dir), _weights(resumed.run_dir)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    m_full = (tmp_path / "full" / "metrics.jsonl").read_text()
+    m_cut = (tmp_path / "cut" / "metrics.jsonl").read_text()
+    assert m_full == m_cut
+
+
+def test_resume_with_another_config_names_the_fields(tmp_path):
+    with pytest.raises(RunInterrupted):
+        fit_generator(tiny(steps=8, out=str(tmp_path / "r")), progress=StopAt(4))
+    with pytest.raises(ChimeraMixError, match=r"lr: 0.0002 -> 0.001"):
+        fit_generator(tiny(steps=8, lr=1e-3, out=str(tmp_path / "r")), resume=True)
+
+
+def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint(tmp_path):
+    with pytest.raises(ChimeraMixError, match="became nan.*last good checkpoint"):
+        fit_generator(tiny(steps=12, lr=1e30, w_rec=1e30, out=str(tmp_path / "nan")))
+    info = json.loads((tmp_path / "nan" / "run.json").read_text())
+    assert info["status"] == "running"
+    assert not (tmp_path / "nan" / "generator.safetensors").exists()
+
+
+def test_unknown_mask_and_unwritable_output(tmp_path):
+    with pytest.raises(ChimeraMixError, match="grid or seg"):
+        fit_generator(tiny(mask="stripes"), root=tmp_path)
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(ChimeraMixError, match="not a folder"):
+        fit_generator(tiny(out=str(blocker)))
+    with pytest.raises(ChimeraMixError, match="cannot write|choose"):
+        fit_generator(tiny(out=str(blocker / "sub")))
