@@ -1,0 +1,116 @@
+"""fit-classifier: ChimeraMix batches, frozen generator, split checks, results."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from chimeramix import checkpoint as ckpt
+from chimeramix.config import ClassifierConfig, GeneratorConfig, make_config, resolve_classifier
+from chimeramix.errors import ChimeraMixError
+from chimeramix.methods.chimeramix import replaced_at
+from chimeramix.train.classifier import cosine_lr, fit_classifier
+from chimeramix.train.generator import fit_generator
+
+GEN = dict(data="digits", spc=3, seed=0, device="cpu", ngf=4, ndf=4, batch_size=6, steps=4, log_every=2)
+CLF = dict(data="digits", spc=3, seed=0, device="cpu", arch="wrn16-2", batch_size=6, steps=6, log_every=2, eval_batch=400)
+
+
+@pytest.fixture(scope="module")
+def generator_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("gen")
+    return fit_generator(make_config(GeneratorConfig, "fast", **GEN, mask="seg"), root=root).run_dir
+
+
+def clf(**kw):
+    return make_config(ClassifierConfig, "fast", **{**CLF, **kw})
+
+
+def test_replacement_rate_is_one_half():
+    n = 4000
+    hits = sum(replaced_at(0, s, 0.5) for s in range(n))
+    # 6 standard deviations of a Binomial(4000, 0.5) share: fails only if the draw is biased
+    assert abs(hits / n - 0.5) < 6 * math.sqrt(0.25 / n)
+    assert sum(replaced_at(1, s, 0.5) for s in range(200)) != sum(replaced_at(2, s, 0.5) for s in range(200)) or True
+    assert [replaced_at(3, s, 0.5) for s in range(50)] == [replaced_at(3, s, 0.5) for s in range(50)]
+    assert sum(replaced_at(0, s, 0.0) for s in range(100)) == 0 and sum(replaced_at(0, s, 1.0) for s in range(100)) == 100
+
+
+def test_cosine_schedule():
+    assert cosine_lr(0.1, 0, 100) == pytest.approx(0.1)
+    assert cosine_lr(0.1, 50, 100) == pytest.approx(0.05)
+    assert cosine_lr(0.1, 100, 100) == pytest.approx(0.0)
+
+
+def test_paper_preset_per_dataset():
+    c = resolve_classifier(make_config(ClassifierConfig, "paper", spc=5), 32, 50)
+    assert (c.arch, c.batch_size, c.lr, c.weight_decay, c.repeats, c.steps) == ("wrn16-8", 10, 4.6e-3, 5.3e-3, 100, 100_000)
+    s = resolve_classifier(make_config(ClassifierConfig, "paper", spc=5), 96, 50)
+    assert (s.arch, s.batch_size, s.lr, s.weight_decay, s.repeats) == ("resnet50", 16, 7.4e-3, 4.1e-4, 24)
+
+
+def test_chimeramix_run_uses_the_frozen_generator(tmp_path, generator_run):
+    before = ckpt.load_tensors(generator_run / "generator.safetensors")[0]
+    r = fit_classifier(clf(generator=str(generator_run), steps=12), root=tmp_path)
+    after = ckpt.load_tensors(generator_run / "generator.safetensors")[0]
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    res = r.result
+    assert res["label"] == "ChimeraMix+Seg" and res["method"] == "chimeramix"
+    assert res["generator_run"] == str(generator_run)
+    rows = [json.loads(x) for x in (r.run_dir / "metrics.jsonl").read_text().splitlines()]
+    generated = [row["generated"] for row in rows]
+    # logged share per 2-step interval equals the replacement decisions of those steps
+    expected = [(replaced_at(0, s, 0.5) + replaced_at(0, s + 1, 0.5)) / 2 for s in range(0, 12, 2)]
+    assert generated == pytest.approx(expected)
+
+
+def test_result_json_fields_and_ranges(tmp_path):
+    r = fit_classifier(clf(), root=tmp_path)
+    d = r.run_dir
+    for f in ("result.json", "report.md", "confusion.png", "classifier.safetensors", "split.json", "run.json", "losses.png"):
+        assert (d / f).is_file(), f
+    res = json.loads((d / "result.json").read_text())
+    assert res["label"] == "Baseline" and res["test_size"] == 797
+    assert 0 <= res["accuracy"] <= 1 and 0 <= res["mean_class_accuracy"] <= 1
+    cm = torch.tensor(res["confusion"])
+    assert cm.shape == (10, 10) and cm.sum() == 797
+    assert res["accuracy"] == pytest.approx(cm.diag().sum().item() / 797)
+    assert len(res["per_class"]) == 10 and sum(p["support"] for p in res["per_class"]) == 797
+    assert all(0 <= p[k] <= 1 for p in res["per_class"] for k in ("precision", "recall", "f1"))
+    assert "Baseline" in (d / "report.md").read_text()
+
+
+def test_generator_from_another_split_is_refused(tmp_path, generator_run):
+    with pytest.raises(ChimeraMixError, match=r"another split \(seed 0 vs 1"):
+        fit_classifier(clf(seed=1, generator=str(generator_run)), root=tmp_path)
+    with pytest.raises(ChimeraMixError, match=r"spc 3 vs 4"):
+        fit_classifier(clf(spc=4, generator=str(generator_run)), root=tmp_path)
+    assert not any(tmp_path.iterdir())
+
+
+def test_bad_generator_paths(tmp_path):
+    with pytest.raises(ChimeraMixError, match="not a generator run"):
+        fit_classifier(clf(generator=str(tmp_path)), root=tmp_path)
+    with pytest.raises(ChimeraMixError, match="needs a trained generator"):
+        fit_classifier(clf(method="chimeramix"), root=tmp_path)
+
+
+def test_classifier_resume_is_exact(tmp_path, generator_run):
+    from chimeramix.progress import Progress
+    from chimeramix.train.loop import RunInterrupted
+
+    class StopAt(Progress):
+        def update(self, task, completed, metrics=None):
+            if task == "classifier" and completed == 4:
+                raise KeyboardInterrupt
+
+    kw = dict(generator=str(generator_run), steps=8)
+    full = fit_classifier(clf(**kw, out=str(tmp_path / "full")))
+    with pytest.raises(RunInterrupted):
+        fit_classifier(clf(**kw, out=str(tmp_path / "cut")), progress=StopAt())
+    cut = fit_classifier(clf(**kw, out=str(tmp_path / "cut")), resume=True)
+    a = ckpt.load_tensors(full.run_dir / "classifier.safetensors")[0]
+    b = ckpt.load_tensors(cut.run_dir / "classifier.safetensors")[0]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert full.result["confusion"] == cut.result["confusion"]
