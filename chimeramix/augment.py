@@ -38,8 +38,8 @@ class CropFlip:
             x = x[:, None]
         n, c, h, w = x.shape
         dev = x.device
-        rows = _reflect((self.oy[:, None] - self.pad) * scale + torch.arange(h, device=dev), h)
-        cols = _reflect((self.ox[:, None] - self.pad) * scale + torch.arange(w, device=dev), w)
+        rows = _reflect_scaled((self.oy[:, None] - self.pad) * scale + torch.arange(h, device=dev), h, scale)
+        cols = _reflect_scaled((self.ox[:, None] - self.pad) * scale + torch.arange(w, device=dev), w, scale)
         cols = torch.where(self.flip[:, None], cols.flip(1), cols)
         out = x[
             torch.arange(n, device=dev)[:, None, None, None],
@@ -59,9 +59,25 @@ def _reflect(i: torch.Tensor, n: int) -> torch.Tensor:
     return torch.where(i >= n, period - i, i)
 
 
+def _reflect_scaled(i: torch.Tensor, n: int, scale: int) -> torch.Tensor:
+    """Reflect padding of a map at `scale` x the image's resolution, mirrored about the same image pixel.
+
+    Each block of scale x scale map pixels belongs to one image pixel; blocks are reflected as the image's
+    pixels are (edge not repeated) and a mirrored block has its sub-pixels mirrored too, so a map that is the
+    nearest upsampling of an image-aligned label map stays aligned with the image in the padded border.
+    """
+    if scale == 1 or n % scale:
+        return _reflect(i, n)
+    lo = n // scale
+    block = torch.div(i, scale, rounding_mode="floor")
+    sub = i - block * scale
+    mirrored = (block < 0) | (block >= lo)  # the padding is narrower than the image: one reflection at most
+    return _reflect(block, lo) * scale + torch.where(mirrored, scale - 1 - sub, sub)
+
+
 def normalize(x: torch.Tensor) -> torch.Tensor:
-    """uint8 [0, 255] -> float [-1, 1] (mean = std = 0.5, as the paper)."""
-    return x.float().div_(127.5).sub_(1.0)
+    """uint8 [0, 255] -> float [-1, 1] (mean = std = 0.5, as the paper). Never modifies x (even a float x)."""
+    return x.to(torch.float32, copy=True).div_(127.5).sub_(1.0)
 
 
 def denormalize(x: torch.Tensor) -> torch.Tensor:

@@ -59,15 +59,25 @@ def check_folder(root: Path) -> tuple[str, ...]:
     return tuple(train)
 
 
+def _to_rgb(im: Image.Image) -> Image.Image:
+    """8-bit RGB. 16-bit grey (PNG mode I;16 or I) is scaled to 8 bits: convert("RGB") would clip it at 255."""
+    if im.mode == "I" or im.mode.startswith("I;16"):
+        a = np.asarray(im).astype(np.int64)
+        a = np.clip((a * 255 + 32767) // 65535, 0, 255).astype(np.uint8)
+        return Image.fromarray(a, "L").convert("RGB")
+    return im.convert("RGB")
+
+
 def _decode(path: Path, size: int | None) -> np.ndarray:
     try:
         with Image.open(path) as im:
-            im = im.convert("RGB")
+            im = _to_rgb(im)
             if size is not None and im.size != (size, size):
                 im = im.resize((size, size), Image.BILINEAR, reducing_gap=None)
             return np.asarray(im, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise ChimeraMixError(f"cannot read image {path}: {e.__class__.__name__}: {e}. Replace or delete the file") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        reason = " ".join(str(e).split())  # one line, whatever the decoder said
+        raise ChimeraMixError(f"cannot read image {path}: {e.__class__.__name__}: {reason}. Replace or delete the file") from None
 
 
 def load_split(root: Path, split: str, image_size: int | None = None, workers: int | None = None) -> ImageSet:

@@ -118,7 +118,9 @@ def _torchvision_split(ds: NamedDataset, root: Path, train: bool, download: bool
     _check_archive(root / filename, md5)
     if not (root / filename).is_file():
         if not download:
-            raise ChimeraMixError(f"{ds.name} is not in {root}: download {url} (md5 {md5}) into that folder, or allow downloads")
+            what = (f"{ds.name}: the files in {root / c.base_folder} are incomplete or fail their checksums, and {filename} is not in {root}"
+                    if (root / c.base_folder).is_dir() else f"{ds.name} is not in {root}")
+            raise ChimeraMixError(f"{what}: download {url} (md5 {md5}) into that folder, or allow downloads")
         _download(url, root, filename, md5, ds.name)
     try:
         # The archive is present and verified, so torchvision only extracts it here.
