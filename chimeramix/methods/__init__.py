@@ -5,12 +5,24 @@ from __future__ import annotations
 from ..errors import ChimeraMixError
 from .base import Chain, Method, StepContext
 from .chimeramix import ChimeraMix
+from .cosine import CosineLoss
+from .erasing import Cutout, RandomErasing
+from .mixing import CutMix, MixUp, SamplePairing, ZetaMixup, pairing_on
+from .pixelmix import GridMix, SegMix
+from .policies import AutoAugment, TrivialAugment
 
-METHODS: dict[str, type[Method]] = {m.name: m for m in [Method, ChimeraMix]}
+METHODS: dict[str, type[Method]] = {
+    m.name: m
+    for m in [Method, ChimeraMix, Cutout, RandomErasing, MixUp, CutMix, CosineLoss, AutoAugment, TrivialAugment,
+              GridMix, SegMix, SamplePairing, ZetaMixup]
+}
+
+# Combinations the paper reports (its Table 2): ChimeraMix's compositions, then the policy on top.
+COMBINATIONS = ("chimeramix+autoaugment", "chimeramix+trivialaugment")
 
 
 def known_methods() -> list[str]:
-    return list(METHODS) + ["chimeramix+autoaugment", "chimeramix+trivialaugment"] * ("autoaugment" in METHODS)
+    return list(METHODS) + [c for c in COMBINATIONS if all(p in METHODS for p in c.split("+"))]
 
 
 def build_method(name: str, options: dict | None = None) -> Method:
@@ -26,4 +38,8 @@ def build_method(name: str, options: dict | None = None) -> Method:
     return parts[0] if len(parts) == 1 else Chain(parts)
 
 
-__all__ = ["Chain", "ChimeraMix", "METHODS", "Method", "StepContext", "build_method", "known_methods"]
+__all__ = [
+    "COMBINATIONS", "METHODS", "AutoAugment", "Chain", "ChimeraMix", "CosineLoss", "CutMix", "Cutout", "GridMix",
+    "Method", "MixUp", "RandomErasing", "SamplePairing", "SegMix", "StepContext", "TrivialAugment", "ZetaMixup",
+    "build_method", "known_methods", "pairing_on",
+]

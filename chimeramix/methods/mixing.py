@@ -1,0 +1,180 @@
+"""Mixing baselines: MixUp, CutMix, zeta-mixup and SamplePairing, batched on the device.
+
+None of them fits a kornia or torchvision class: kornia.augmentation.RandomMixUpV2
+and RandomCutMixV2 draw from torch's global RNG (not the step's generator, so a
+resumed run would not repeat its numbers) and return their own label format;
+torchvision.transforms.v2.MixUp/CutMix draw one lambda from torch's global
+Gamma sampler too. The code below is short and draws everything from ctx.gen.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..errors import ChimeraMixError
+from .base import Method, StepContext
+from .common import augmented_images, box_masks, centred_boxes, check_number, check_probability, sample_beta, soft_targets
+
+
+class MixUp(Method):
+    """x = lam x_i + (1 - lam) x_j, target likewise, with lam ~ Beta(alpha, alpha) and j a random permutation.
+
+    As in Zhang et al.'s code, one lam is drawn per batch (every pair in the
+    batch shares it; the partners are per sample). The soft cross-entropy
+    against the mixed target equals lam CE(y_i) + (1 - lam) CE(y_j), the
+    paper's mixed loss of both labels.
+    """
+
+    name = "mixup"
+    label = "MixUp"
+    paper = "Zhang, Cisse, Dauphin, Lopez-Paz: mixup: Beyond Empirical Risk Minimization, ICLR 2018"
+    defaults = {"alpha": 1.0}
+
+    def __init__(self, **options):
+        super().__init__(**options)
+        self.alpha = check_number("alpha", self.options["alpha"], self.name, above=0,
+                                  why=" (the Beta(alpha, alpha) parameter)")
+
+    def apply(self, x, y, ctx: StepContext):
+        n = x.shape[0]
+        lam = sample_beta((1,), self.alpha, self.alpha, ctx.gen, x.device)
+        perm = torch.randperm(n, generator=ctx.gen, device=x.device)
+        t = soft_targets(y, ctx.num_classes)
+        xm = lam.view(1, 1, 1, 1) * x + (1 - lam.view(1, 1, 1, 1)) * x[perm]
+        tm = lam.view(1, 1) * t + (1 - lam.view(1, 1)) * t[perm]
+        return xm, tm
+
+
+class CutMix(Method):
+    """Paste a box of a partner image; the label weight is the share of pixels each image keeps.
+
+    lam ~ Beta(alpha, alpha) once per batch as in Yun et al.'s code; the box has
+    sides W sqrt(1 - lam) and H sqrt(1 - lam) and a centre uniform over the image,
+    drawn per sample (their code uses one box for the whole batch; per-sample
+    centres cost nothing here and leave each sample's distribution unchanged).
+    The box is clipped at the borders and lam is corrected to the pasted area
+    per sample: lam_i = 1 - area_i / (H W). With probability p (0.5, their
+    CIFAR setting) a batch is mixed at all; the coin is drawn on the device.
+    """
+
+    name = "cutmix"
+    label = "CutMix"
+    paper = "Yun, Han, Oh, Chun, Choe, Yoo: CutMix: Regularization Strategy to Train Strong Classifiers with Localizable Features, ICCV 2019"
+    defaults = {"alpha": 1.0, "p": 0.5}
+
+    def __init__(self, **options):
+        super().__init__(**options)
+        self.alpha = check_number("alpha", self.options["alpha"], self.name, above=0,
+                                  why=" (the Beta(alpha, alpha) parameter)")
+        self.p = check_probability("p", self.options["p"], self.name)
+
+    def apply(self, x, y, ctx: StepContext):
+        n, _, h, w = x.shape
+        dev, gen = x.device, ctx.gen
+        lam = sample_beta((1,), self.alpha, self.alpha, gen, dev)
+        on = torch.rand(1, generator=gen, device=dev) < self.p
+        perm = torch.randperm(n, generator=gen, device=dev)
+        cut = torch.sqrt(1 - lam)
+        bh, bw = (h * cut).long().expand(n), (w * cut).long().expand(n)  # int(), as their code
+        cy = torch.randint(0, h, (n,), generator=gen, device=dev)
+        cx = torch.randint(0, w, (n,), generator=gen, device=dev)
+        box = box_masks(*centred_boxes(cy, cx, bh, bw, h, w), h, w) & on.view(1, 1, 1, 1)
+        keep = 1 - box.flatten(1).float().mean(1, keepdim=True)  # lam corrected to the clipped area
+        t = soft_targets(y, ctx.num_classes)
+        return torch.where(box, x[perm], x), keep * t + (1 - keep) * t[perm]
+
+
+ZETA_GAMMA_MIN = 1.72865  # zeta(gamma) = 2 here: the top weight 1 / zeta(gamma) equals the sum of all the others
+
+
+def zeta_weights(n: int, k: int, gamma: float, gen: torch.Generator, device) -> torch.Tensor:
+    """Mixing weights, n outputs x n inputs: row r gives input i the weight s_ri^-gamma / sum_{j<=k} j^-gamma.
+
+    s_r is a random permutation of 1..n per output row (ranks beyond k get
+    weight 0, so each output mixes k inputs). Rows sum to 1.
+    """
+    base = torch.arange(1, n + 1, device=device, dtype=torch.float32).pow(-gamma)
+    base[k:] = 0
+    base = base / base.sum()
+    ranks = torch.argsort(torch.rand(n, n, generator=gen, device=device), dim=1)  # a random permutation per row
+    return base[ranks]
+
+
+class ZetaMixup(Method):
+    """zeta-mixup: each output is a convex combination of N batch samples with weights ~ rank^-gamma.
+
+    Per output sample a random permutation s ranks the batch; sample i gets the
+    weight s_i^-gamma / sum_j j^-gamma, and the soft label uses the same
+    weights. gamma >= 1.72865 makes the top-ranked sample outweigh all the
+    others together (zeta(gamma) <= 2), so every output has a dominant sample.
+    n: how many samples each output mixes (None: the whole batch).
+    """
+
+    name = "zeta-mixup"
+    label = "ζ-mixup"
+    paper = "Abhishek, Brown, Hamarneh: Multi-Sample zeta-mixup: Richer, More Realistic Synthetic Samples from a p-Series Interpolant, 2022"
+    defaults = {"gamma": 2.8, "n": None}
+
+    def __init__(self, **options):
+        super().__init__(**options)
+        g = self.options["gamma"]
+        self.gamma = check_number("gamma", g, self.name)
+        if self.gamma < ZETA_GAMMA_MIN:
+            raise ChimeraMixError(
+                f"zeta-mixup: gamma must be >= {ZETA_GAMMA_MIN} (got {g!r}): below it the top-ranked sample's weight "
+                "1/zeta(gamma) is less than the other weights together, so no single sample dominates the mixture"
+            )
+        n = self.options["n"]
+        self.n = None if n is None else check_number("n", n, self.name, at_least=1, integer=True)
+
+    def apply(self, x, y, ctx: StepContext):
+        n = x.shape[0]
+        k = n if self.n is None else min(self.n, n)
+        wts = zeta_weights(n, k, self.gamma, ctx.gen, x.device)
+        xm = torch.einsum("ri,ichw->rchw", wts, x)
+        return xm, wts @ soft_targets(y, ctx.num_classes)
+
+
+def pairing_on(step: int, total_steps: int, steps_per_epoch: int) -> bool:
+    """SamplePairing's schedule (Inoue 2018) as a pure function of the step.
+
+    Off for the first tenth of training, then cycles of 8 epochs on and 2 off
+    (counted from the end of the first tenth), off again for the last tenth.
+    Runs shorter than an epoch cycle simply see part of one cycle.
+    """
+    tenth = total_steps // 10
+    if step < tenth or step >= total_steps - tenth:
+        return False
+    epoch = (step - tenth) // max(steps_per_epoch, 1)
+    return epoch % 10 < 8
+
+
+class SamplePairing(Method):
+    """Average each image with another random training image (any class), keeping the first label.
+
+    The partner is drawn uniformly from the whole training subset and crop +
+    flip augmented like the batch. While the schedule is on, a share pairing_p
+    of the images (per-sample coin) is paired. ctx.extra['paired'] logs the
+    expected share (pairing_p while on, 0 while off): counting the drawn coins
+    would need a device-to-host sync every step.
+    """
+
+    name = "samplepairing"
+    label = "SamplePairing"
+    paper = "Inoue: Data Augmentation by Pairing Samples for Images Classification, arXiv 1801.02929, 2018"
+    defaults = {"pairing_p": 1.0}
+
+    def __init__(self, **options):
+        super().__init__(**options)
+        self.p = check_probability("pairing_p", self.options["pairing_p"], self.name)
+
+    def apply(self, x, y, ctx: StepContext):
+        on = pairing_on(ctx.step, ctx.total_steps, ctx.steps_per_epoch)
+        ctx.extra["paired"] = self.p if on else 0.0
+        if not on or self.p == 0.0:
+            return x, y
+        n, gen, data = x.shape[0], ctx.gen, ctx.data
+        j = torch.randint(0, data.n, (n,), generator=gen, device=x.device)
+        x2 = augmented_images(data, j, x.shape[-1], gen)
+        pair = (torch.rand(n, generator=gen, device=x.device) < self.p).view(n, 1, 1, 1)
+        return torch.where(pair, 0.5 * (x + x2), x), y
