@@ -26,10 +26,15 @@ class DataOptions:
     spc: int = 5
     seed: int = 0
     device: str = "auto"
+    # speed switches (see chimeramix/speed.py): auto = on for CUDA, off for CPU
+    amp: str = "auto"
+    channels_last: str = "auto"
+    fused: str = "auto"
+    compile: str = "off"
 
 
 # Options that do not change what a run computes; resuming or reusing a run may change them.
-RUNTIME_FIELDS = ("device", "data_dir", "log_every", "checkpoint_every", "out", "eval_batch", "compile")
+RUNTIME_FIELDS = ("device", "data_dir", "log_every", "checkpoint_every", "out", "eval_batch", "amp", "channels_last", "fused", "compile")
 
 
 @dataclass

@@ -133,8 +133,6 @@ def test_test_classes_differ(workdir, make_image_folder):
     assert_one_line_error(fit_generator(root, workdir / "ck", "--spc", "1"), workdir, before, "differ")
 
 
-@pytest.mark.xfail(reason="fit_classifier decodes the test split only after training, so the run folder is already written "
-                          "(fix belongs in chimeramix/train/classifier.py: load the test set before prepare())", strict=False)
 def test_corrupt_test_image_in_fit_classifier(workdir, make_image_folder):
     root = make_image_folder(classes=("a", "b"), train=2, test=2, size=16)
     bad = root / "test" / "b" / "001.png"

@@ -15,9 +15,14 @@ def resolve_device(spec: str = "auto") -> torch.device:
     if spec.startswith("cuda") and not torch.cuda.is_available():
         raise ChimeraMixError("--device cuda was asked for but torch sees no CUDA GPU here: use --device cpu or auto")
     try:
-        return torch.device(spec)
+        dev = torch.device(spec)
     except RuntimeError:
         raise ChimeraMixError(f"unknown --device '{spec}': use auto, cpu or cuda") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise ChimeraMixError(f"--device {spec} is not supported: use auto, cpu or cuda")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ChimeraMixError(f"--device {spec}: there are only {torch.cuda.device_count()} CUDA devices (cuda:0..)")
+    return dev
 
 
 class DeviceData:

@@ -23,6 +23,7 @@ from ..plots import read_metrics, save_confusion, save_loss_curves
 from ..progress import SILENT, Progress
 from ..report import classification_metrics, run_markdown
 from ..runs import METRICS_FILE, SPLIT_FILE, STATE_FILE, new_info, prepare
+from ..speed import SpeedOptions
 from .generator import load_generator
 from .loop import TrainState, run_steps
 from .setup import prepare_data, run_path, seeded_generator
@@ -55,12 +56,15 @@ def check_generator_split(gen_info: dict, split_key: dict, gen_dir) -> None:
 
 
 class ClassifierTrainer:
-    def __init__(self, cfg: ClassifierConfig, data: DeviceData, gen: torch.Generator, method, G=None):
+    def __init__(self, cfg: ClassifierConfig, data: DeviceData, gen: torch.Generator, method, G=None,
+                 speed: SpeedOptions | None = None):
         self.cfg, self.data, self.gen, self.method, self.G = cfg, data, gen, method, G
-        self.model = build_classifier(cfg.arch, len(data.classes), cfg.dropout).to(data.device)
+        self.speed = sp = speed or SpeedOptions.resolve(data.device, cfg.amp, cfg.channels_last, cfg.fused, cfg.compile)
+        self.model = sp.prepare_module(build_classifier(cfg.arch, len(data.classes), cfg.dropout).to(data.device))
+        self._forward = sp.compiled(self.model)
         self.steps_per_epoch = max(1, -(-data.n * cfg.repeats // cfg.batch_size))
         self.opt = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
-                                   weight_decay=cfg.weight_decay)
+                                   weight_decay=cfg.weight_decay, **sp.optimizer_kwargs())
 
     def state(self) -> TrainState:
         return TrainState({"classifier": self.model}, {"sgd": self.opt}, self.gen)
@@ -76,14 +80,13 @@ class ClassifierTrainer:
         ctx = StepContext(step, cfg.steps, len(data.classes), self.gen, idx, crop, data, self.G,
                           steps_per_epoch=self.steps_per_epoch, dataset=cfg.data)
         x, target = self.method.apply(x, data.labels[idx], ctx)
-        loss = self.method.loss(self.model, x, target)
+        with self.speed.autocast(data.device):
+            loss = self.method.loss(self._forward, self.speed.inputs(x), target)
+        loss = loss.float()
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
-        out = {"loss": loss.detach()}
-        for k, v in ctx.extra.items():
-            out[k] = torch.tensor(v)
-        return out
+        return {"loss": loss.detach(), **ctx.extra}  # extra: host-side floats, no device copy
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor, batch: int, progress: Progress = SILENT) -> torch.Tensor:
@@ -92,8 +95,9 @@ class ClassifierTrainer:
         preds = []
         progress.start("evaluate", len(images))
         for i in range(0, len(images), batch):
-            x = normalize(images[i: i + batch].to(self.data.device, non_blocking=True))
-            preds.append(self.model(x).argmax(1).cpu())
+            x = self.speed.inputs(normalize(images[i: i + batch].to(self.data.device, non_blocking=True)))
+            with self.speed.autocast(self.data.device):
+                preds.append(self.model(x).argmax(1).cpu())
             progress.update("evaluate", min(i + batch, len(images)))
         progress.end("evaluate")
         return torch.cat(preds) if preds else torch.zeros(0, dtype=torch.long)
@@ -129,9 +133,15 @@ def fit_classifier(cfg: ClassifierConfig, *, resume: bool = False, force: bool =
         raise ChimeraMixError(f"method '{cfg.method}' needs a trained generator: pass --generator <fit-generator run folder>")
     if gen_info is not None and not method.needs_generator:
         raise ChimeraMixError(f"method '{cfg.method}' does not use a generator: drop --generator, or use --method chimeramix")
-    test_classes = prep.source.classes()
-    if tuple(test_classes) != tuple(prep.train.classes):
+    # Decode the test set before anything is written: a corrupt or mis-sized test image must fail now, not after training.
+    test = prep.source.load("test")
+    if tuple(test.classes) != tuple(prep.train.classes):
         raise ChimeraMixError(f"the test set's classes differ from the training set's in {prep.source.name}")
+    if test.image_size != prep.train.image_size:
+        raise ChimeraMixError(
+            f"test images are {test.image_size[0]}x{test.image_size[1]} but training images {prep.train.image_size[0]}x"
+            f"{prep.train.image_size[1]}: pass --image-size N to bring both to N x N"
+        )
 
     config = {**to_dict(cfg), "method": method.name, "method_options": method.options, "fingerprint": prep.split.fingerprint}
     suffix = method.name.replace("+", "-") + (f"-{method.options['mask']}" if method.needs_generator else "")
@@ -158,7 +168,6 @@ def fit_classifier(cfg: ClassifierConfig, *, resume: bool = False, force: bool =
     train_s = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    test = prep.source.load("test")
     pred = trainer.predict(test.images, cfg.eval_batch, progress)
     metrics = classification_metrics(pred, test.labels, list(test.classes))
     eval_s = time.perf_counter() - t0

@@ -19,6 +19,7 @@ from ..models import MixingGenerator, PatchDiscriminator
 from ..plots import read_metrics, save_grid, save_loss_curves
 from ..progress import SILENT, Progress
 from ..runs import METRICS_FILE, STATE_FILE, SPLIT_FILE, new_info, prepare
+from ..speed import SpeedOptions
 from .loop import TrainState, run_steps
 from .setup import prepare_data, run_path, seeded_generator
 
@@ -45,15 +46,18 @@ def lr_factor(step: int, total: int, milestones, gamma: float) -> float:
 class GeneratorTrainer:
     """Models, optimizers and the per-step update; usable without a run folder (tests, benchmarks)."""
 
-    def __init__(self, cfg: GeneratorConfig, data: DeviceData, gen: torch.Generator):
+    def __init__(self, cfg: GeneratorConfig, data: DeviceData, gen: torch.Generator, speed: SpeedOptions | None = None):
         self.cfg, self.data, self.gen = cfg, data, gen
         dev = data.device
-        self.G = MixingGenerator(cfg.ngf, cfg.n_res, cfg.decoder_res_blocks).to(dev)
-        self.D = PatchDiscriminator(cfg.ndf).to(dev)
+        self.speed = sp = speed or SpeedOptions.resolve(dev, cfg.amp, cfg.channels_last, cfg.fused, cfg.compile)
+        self.G = sp.prepare_module(MixingGenerator(cfg.ngf, cfg.n_res, cfg.decoder_res_blocks).to(dev))
+        self.D = sp.prepare_module(PatchDiscriminator(cfg.ndf).to(dev))
         betas = (cfg.beta1, cfg.beta2)
-        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr, betas=betas)
-        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr, betas=betas)
+        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr, betas=betas, **sp.optimizer_kwargs())
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr, betas=betas, **sp.optimizer_kwargs())
         self.feature_size = MixingGenerator.feature_size(cfg.work_size)
+        self._outputs = sp.compiled(self.G.train_outputs)
+        self._D = sp.compiled(self.D)
 
     def state(self) -> TrainState:
         return TrainState({"generator": self.G, "discriminator": self.D}, {"g": self.opt_g, "d": self.opt_d}, self.gen)
@@ -68,7 +72,7 @@ class GeneratorTrainer:
         x1, x2 = normalize(p1.apply(data.images[i1])), normalize(p2.apply(data.images[i2]))
         seg = p1.apply(data.segments[i1]) if cfg.mask == "seg" else None
         mask = M.sample_masks(cfg.mask, len(i1), self.feature_size, gen, data.device, seg, cfg.grid_k, data.num_segments)
-        return x1, x2, mask
+        return self.speed.inputs(x1), self.speed.inputs(x2), mask
 
     def step(self, step: int, total: int) -> dict[str, torch.Tensor]:
         cfg = self.cfg
@@ -77,21 +81,29 @@ class GeneratorTrainer:
             for g in opt.param_groups:
                 g["lr"] = lr
         x1, x2, mask = self.batch(step)
-        rec1, rec2, mix = self.G.train_outputs(x1, x2, mask)
+        autocast = self.speed.autocast(self.data.device)
+        with autocast:
+            rec1, rec2, mix = self._outputs(x1, x2, mask)
+        rec1, rec2, mix = rec1.float(), rec2.float(), mix.float()  # losses in fp32 whatever the forward ran in
 
         # Generator update; D's weights are frozen for it so no gradient is computed for them.
         self.D.requires_grad_(False)
         loss_rec = reconstruction(rec1, x1, rec2, x2)
         loss_lap = laplacian(rec1, x1, cfg.lap_levels) + laplacian(rec2, x2, cfg.lap_levels)
-        loss_adv = lsgan(self.D(mix), True)
+        with autocast:
+            d_mix = self._D(mix)
+        loss_adv = lsgan(d_mix.float(), True)
         loss_g = cfg.w_rec * loss_rec + cfg.w_lap * loss_lap + cfg.w_adv * loss_adv
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         self.opt_g.step()
 
-        # Discriminator update: real x1 vs the composition.
+        # Discriminator update: real x1 vs the composition, in one batched call.
         self.D.requires_grad_(True)
-        loss_d = 0.5 * (lsgan(self.D(x1), True) + lsgan(self.D(mix.detach()), False))
+        with autocast:
+            d = self._D(torch.cat([x1, mix.detach()])).float()
+        n = x1.shape[0]
+        loss_d = 0.5 * (lsgan(d[:n], True) + lsgan(d[n:], False))
         self.opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         self.opt_d.step()

@@ -131,7 +131,12 @@ def run_steps(
         if not buffer:
             return last
         keys = list(buffer[0])
-        values = torch.stack([torch.stack([b[k].detach().float() for k in keys]) for b in buffer]).cpu()
+        tkeys = [k for k in keys if torch.is_tensor(buffer[0][k])]
+        # one device->host copy for the whole interval; host-side numbers (plain floats) need none
+        dev = torch.stack([torch.stack([b[k].detach().float() for k in tkeys]) for b in buffer]).cpu() if tkeys else None
+        values = torch.empty(len(buffer), len(keys), dtype=torch.float32)
+        for j, k in enumerate(keys):
+            values[:, j] = dev[:, tkeys.index(k)] if k in tkeys else torch.tensor([float(b[k]) for b in buffer])
         first = done - len(buffer) + 1
         bad = ~torch.isfinite(values)
         if bad.any():

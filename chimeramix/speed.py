@@ -1,0 +1,63 @@
+"""Fast paths, each switchable: bf16 autocast, channels_last, fused optimizers, torch.compile.
+
+'auto' turns each on where it pays (CUDA) and off where it does not or cannot
+be checked (CPU), so CPU runs stay bit-reproducible. The benchmark measures
+every switch against the plain eager step (`SpeedOptions.reference()`).
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .errors import ChimeraMixError
+
+
+@dataclass(frozen=True)
+class SpeedOptions:
+    amp: bool = False  # bf16 autocast for forward passes; losses in fp32
+    channels_last: bool = False
+    fused: bool = False  # single-kernel optimizer steps
+    compile: bool = False  # torch.compile of the networks
+
+    @classmethod
+    def reference(cls) -> "SpeedOptions":
+        return cls()
+
+    @classmethod
+    def resolve(cls, device: torch.device, amp="auto", channels_last="auto", fused="auto", compile="off") -> "SpeedOptions":
+        cuda = device.type == "cuda"
+
+        def pick(v, name):
+            v = str(v).lower()
+            if v not in ("auto", "on", "off", "true", "false"):
+                raise ChimeraMixError(f"--{name} takes auto, on or off (got '{v}')")
+            return cuda if v == "auto" else v in ("on", "true")
+
+        # On CPU, 'auto' leaves everything off: bf16 autocast is slow on most CPUs and would break bit-exact resume.
+        return cls(pick(amp, "amp"), pick(channels_last, "channels-last"), pick(fused, "fused"), pick(compile, "compile"))
+
+    def autocast(self, device: torch.device):
+        if not self.amp:
+            return nullcontext()
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+    def prepare_module(self, m: nn.Module) -> nn.Module:
+        if self.channels_last:
+            m = m.to(memory_format=torch.channels_last)
+        return m
+
+    def compiled(self, fn):
+        """The callable to run: a module (or bound method) itself, or its torch.compile'd wrapper (same parameters)."""
+        if not self.compile:
+            return fn
+        return torch.compile(fn, dynamic=False)
+
+    def inputs(self, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last and x.dim() == 4 else x
+
+    def optimizer_kwargs(self) -> dict:
+        return {"fused": True} if self.fused else {}
