@@ -32,7 +32,7 @@ def test_replacement_rate_is_one_half():
     hits = sum(replaced_at(0, s, 0.5) for s in range(n))
     # 6 standard deviations of a Binomial(4000, 0.5) share: fails only if the draw is biased
     assert abs(hits / n - 0.5) < 6 * math.sqrt(0.25 / n)
-    assert sum(replaced_at(1, s, 0.5) for s in range(200)) != sum(replaced_at(2, s, 0.5) for s in range(200)) or True
+    assert [replaced_at(1, s, 0.5) for s in range(64)] != [replaced_at(2, s, 0.5) for s in range(64)]  # seeds differ
     assert [replaced_at(3, s, 0.5) for s in range(50)] == [replaced_at(3, s, 0.5) for s in range(50)]
     assert sum(replaced_at(0, s, 0.0) for s in range(100)) == 0 and sum(replaced_at(0, s, 1.0) for s in range(100)) == 100
 
