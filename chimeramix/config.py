@@ -102,7 +102,9 @@ class ClassifierConfig(DataOptions):
 
 CLASSIFIER_PRESETS = {
     "paper": dict(epochs=200),
-    "fast": dict(arch="wrn16-2", steps=1500),
+    # CPU-sized: WRN-16-2 and a short run; the paper's lr (4.6e-3) is tuned for 100,000 steps and barely
+    # moves a network in 1,000 (digits, spc 10, 600 steps: 9.9% at the paper's lr/wd, 87.7% at these).
+    "fast": dict(arch="wrn16-2", steps=1000, lr=0.05, weight_decay=5e-4),
 }
 
 

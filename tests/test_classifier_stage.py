@@ -114,3 +114,9 @@ def test_classifier_resume_is_exact(tmp_path, generator_run):
     b = ckpt.load_tensors(cut.run_dir / "classifier.safetensors")[0]
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert full.result["confusion"] == cut.result["confusion"]
+
+
+def test_misspelt_method_option_is_refused(tmp_path):
+    with pytest.raises(ChimeraMixError, match="no option alhpa.*alpha"):
+        fit_classifier(clf(method="mixup", method_options={"alhpa": 0.4}), root=tmp_path)
+    assert not any(tmp_path.iterdir())

@@ -25,6 +25,15 @@ def known_methods() -> list[str]:
     return list(METHODS) + [c for c in COMBINATIONS if all(p in METHODS for p in c.split("+"))]
 
 
+def check_options(name: str, user_options: dict) -> None:
+    """Refuse option names no part of the method knows (a typo would otherwise be silently ignored)."""
+    known = {k for part in name.split("+") if part in METHODS for k in METHODS[part].defaults}
+    unknown = sorted(set(user_options) - known)
+    if unknown:
+        hint = ", ".join(sorted(known)) or "none"
+        raise ChimeraMixError(f"method '{name}' has no option {', '.join(unknown)}: its options are {hint}")
+
+
 def build_method(name: str, options: dict | None = None) -> Method:
     """A method by name; 'a+b' chains methods (ChimeraMix + AutoAugment, as the paper's Table 2)."""
     options = options or {}
@@ -41,5 +50,5 @@ def build_method(name: str, options: dict | None = None) -> Method:
 __all__ = [
     "COMBINATIONS", "METHODS", "AutoAugment", "Chain", "ChimeraMix", "CosineLoss", "CutMix", "Cutout", "GridMix",
     "Method", "MixUp", "RandomErasing", "SamplePairing", "SegMix", "StepContext", "TrivialAugment", "ZetaMixup",
-    "build_method", "known_methods", "pairing_on",
+    "build_method", "check_options", "known_methods", "pairing_on",
 ]

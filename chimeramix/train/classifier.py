@@ -17,7 +17,7 @@ from ..data.device import DeviceData
 from ..data.imageset import ImageSet
 from ..errors import ChimeraMixError
 from ..fileio import write_json, write_text
-from ..methods import StepContext, build_method
+from ..methods import StepContext, build_method, check_options
 from ..models import build_classifier
 from ..plots import read_metrics, save_confusion, save_loss_curves
 from ..progress import SILENT, Progress
@@ -103,7 +103,8 @@ class ClassifierTrainer:
         return torch.cat(preds) if preds else torch.zeros(0, dtype=torch.long)
 
 
-def _method_options(cfg: ClassifierConfig, gen_cfg: dict | None) -> dict:
+def _method_options(cfg: ClassifierConfig, gen_cfg: dict | None, image_size: int) -> dict:
+    """The user's -o options, then what the run implies: seed, replacement rate, the generator's mask and resolution."""
     opts = dict(cfg.method_options)
     opts.setdefault("seed", cfg.seed)
     opts.setdefault("p_generated", cfg.p_generated)
@@ -111,8 +112,14 @@ def _method_options(cfg: ClassifierConfig, gen_cfg: dict | None) -> dict:
         opts.setdefault("mask", cfg.mask or gen_cfg["mask"])
         opts.setdefault("work_size", gen_cfg["work_size"])
         opts.setdefault("grid_k", gen_cfg["grid_k"])
-    elif cfg.mask:
-        opts.setdefault("mask", cfg.mask)
+    else:
+        if cfg.mask:
+            opts.setdefault("mask", cfg.mask)
+        # SegMix without a generator segments as ChimeraMix would: 32x32 worked at 64 (scale 60), large images at 400
+        small = image_size <= 64
+        opts.setdefault("work_size", 2 * image_size if image_size <= 32 else image_size)
+        opts.setdefault("seg_scale", 60 if small else 400)
+        opts.setdefault("seg_min_size", 60 if small else 400)
     return opts
 
 
@@ -128,7 +135,8 @@ def fit_classifier(cfg: ClassifierConfig, *, resume: bool = False, force: bool =
     cfg = resolve_classifier(cfg, prep.train.image_size[0], len(prep.subset))
     if gen_info is not None:
         check_generator_split(gen_info, prep.split.key(), cfg.generator)
-    method = build_method(cfg.method, _method_options(cfg, gen_info["config"] if gen_info else None))
+    check_options(cfg.method, cfg.method_options)
+    method = build_method(cfg.method, _method_options(cfg, gen_info["config"] if gen_info else None, prep.train.image_size[0]))
     if method.needs_generator and gen_info is None:
         raise ChimeraMixError(f"method '{cfg.method}' needs a trained generator: pass --generator <fit-generator run folder>")
     if gen_info is not None and not method.needs_generator:
