@@ -18,7 +18,7 @@ from ..data.imageset import ImageSet
 from ..errors import ChimeraMixError
 from ..fileio import write_json, write_text
 from ..methods import StepContext, build_method, check_options
-from ..models import build_classifier
+from ..models import ARCHS, build_classifier
 from ..plots import read_metrics, save_confusion, save_loss_curves
 from ..progress import SILENT, Progress
 from ..report import classification_metrics, run_markdown
@@ -133,6 +133,8 @@ def fit_classifier(cfg: ClassifierConfig, *, resume: bool = False, force: bool =
         gen_info = _read_generator_info(cfg.generator)
     prep = prepare_data(cfg)
     cfg = resolve_classifier(cfg, prep.train.image_size[0], len(prep.subset))
+    if cfg.arch not in ARCHS:
+        raise ChimeraMixError(f"unknown --arch '{cfg.arch}': choose one of {', '.join(ARCHS)}")
     if gen_info is not None:
         check_generator_split(gen_info, prep.split.key(), cfg.generator)
     check_options(cfg.method, cfg.method_options)

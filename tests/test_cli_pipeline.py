@@ -1,0 +1,113 @@
+"""The whole chain through the real command line, on a tiny image folder the test writes."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from cli.app import app
+from chimeramix.experiment import expand_methods, parse_seeds
+
+runner = CliRunner()
+SMALL = ["--device", "cpu", "--quiet", "--checkpoints", "ck"]
+GEN = ["--ngf", "4", "--ndf", "4", "--batch-size", "4", "--steps", "3", "--log-every", "1"]
+
+
+def invoke(*args):
+    r = runner.invoke(app, [str(a) for a in args])
+    assert "Traceback" not in (r.output or ""), r.output
+    return r
+
+
+@pytest.fixture
+def folder(make_image_folder, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    return make_image_folder(classes=("ant", "bee", "cat"), train=4, test=3, size=32)
+
+
+def test_generator_classifier_report_chain(folder, tmp_path):
+    r = invoke("fit-generator", "--data", folder, "--spc", 3, "--seed", 0, "--mask", "grid", *GEN, *SMALL, "--json")
+    assert r.exit_code == 0, r.output
+    gen = json.loads(r.stdout)
+    assert gen["steps"] == 3 and set(gen["losses"]) >= {"rec", "lap", "adv", "d"}
+    gen_dir = tmp_path / gen["run"]
+    assert (gen_dir / "generator.safetensors").is_file() and (gen_dir / "samples.png").is_file()
+
+    clf_args = ["--data", folder, "--spc", 3, "--steps", 4, "--batch-size", 4, "--log-every", 2, *SMALL]
+    runs = []
+    for seed_args in (["--seed", 0, "--generator", gen_dir], ["--seed", 0]):
+        r = invoke("fit-classifier", *clf_args, *seed_args, "--json")
+        assert r.exit_code == 0, r.output
+        res = json.loads(r.stdout)
+        assert 0 <= res["accuracy"] <= 1 and res["test_size"] == 9
+        runs.append(tmp_path / res["run"])
+    assert json.loads((runs[0] / "result.json").read_text())["label"] == "ChimeraMix+Grid"
+
+    # the same command again: reused, not retrained, not overwritten
+    before = (runs[1] / "result.json").read_bytes()
+    r = invoke("fit-classifier", *clf_args, "--seed", 0)
+    assert r.exit_code == 0 and "already finished" in r.stdout
+    assert (runs[1] / "result.json").read_bytes() == before
+
+    r = invoke("report", *runs, "--out", tmp_path / "results" / "t")
+    assert r.exit_code == 0, r.output
+    assert "Baseline" in r.stdout and "ChimeraMix+Grid" in r.stdout
+    md = (tmp_path / "results" / "t.md").read_text()
+    assert "| Baseline |" in md and (tmp_path / "results" / "t.csv").is_file()
+
+
+def test_generator_of_another_seed_is_refused_in_one_line(folder, tmp_path):
+    r = invoke("fit-generator", "--data", folder, "--spc", 2, "--seed", 0, *GEN, *SMALL, "--json")
+    gen_dir = tmp_path / json.loads(r.stdout)["run"]
+    r = invoke("fit-classifier", "--data", folder, "--spc", 2, "--seed", 1, "--generator", gen_dir, "--steps", 2, *SMALL)
+    assert r.exit_code == 2
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "another split" in lines[0] and "seed" in lines[0]
+
+
+@pytest.mark.parametrize("args,words", [
+    (["fit-classifier", "--generator", "nowhere"], "not a generator run"),
+    (["fit-classifier", "--arch", "vgg11"], "unknown --arch"),
+    (["fit-classifier", "--method", "mixup", "-o", "alpha=0"], "alpha"),
+    (["fit-classifier", "--method", "zeta-mixup", "-o", "gamma=1.5"], "1.72865"),
+    (["fit-classifier", "--method", "nope"], "unknown method"),
+    (["fit-classifier", "--method", "segmix+chimeramix"], "needs a trained generator"),
+    (["fit-generator", "--mask", "stripes"], "grid or seg"),
+    (["report"], "no runs"),
+    (["experiment", "--seeds", "a-b"], "--seeds"),
+    (["experiment", "--mask", "circles"], "--mask"),
+])
+def test_bad_input_is_one_line_exit_2(folder, tmp_path, args, words):
+    extra = [] if args[0] == "report" else ["--data", folder, "--spc", 2, *SMALL]
+    r = invoke(*args, *extra)
+    assert r.exit_code == 2, r.output
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and words in lines[0], r.stderr
+    assert not (tmp_path / "ck").exists() or not any((tmp_path / "ck").iterdir())
+
+
+def test_experiment_runs_every_seed_and_writes_tables(folder, tmp_path):
+    r = invoke("experiment", "--data", folder, "--spc", 2, "--seeds", "0-1", "--preset", "fast", "--methods", "none,chimeramix",
+               "--mask", "seg", "--gen-steps", 2, "--clf-steps", 2, "--out", tmp_path / "results" / "x", *SMALL)
+    assert r.exit_code == 0, r.output
+    summary = json.loads((tmp_path / "results" / "x.json").read_text())
+    assert [t["method"] for t in summary["table"]] == ["Baseline", "ChimeraMix+Seg"]
+    assert all(t["seeds"] == [0, 1] for t in summary["table"])
+    assert len(summary["generator_runs"]) == 2 and len(summary["classifier_runs"]) == 4
+    assert "samples.png" in r.stdout
+
+
+def test_seed_and_method_parsing():
+    assert parse_seeds("0-4") == [0, 1, 2, 3, 4] and parse_seeds("1,3,3") == [1, 3]
+    assert expand_methods("none,chimeramix", ["grid", "seg"]) == [("none", None), ("chimeramix", "grid"), ("chimeramix", "seg")]
+    assert ("mixup", None) in expand_methods("all", ["seg"]) and ("chimeramix+autoaugment", "seg") in expand_methods("all", ["seg"])
+
+
+def test_help_documents_every_option_with_its_default():
+    for cmd in ("fit-generator", "fit-classifier", "experiment", "report", "datasets", "methods"):
+        r = runner.invoke(app, [cmd, "--help"], terminal_width=200)
+        assert r.exit_code == 0
+    r = runner.invoke(app, ["fit-generator", "--help"], terminal_width=200)
+    for opt in ("--spc", "--mask", "--preset", "--resume", "--force", "--steps", "--published-decoder", "--device"):
+        assert opt in r.output
+    assert "[default: seg]" in r.output and "[default: fast]" in r.output
