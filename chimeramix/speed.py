@@ -21,7 +21,7 @@ class SpeedOptions:
     amp: bool = False  # bf16 autocast for forward passes; losses in fp32
     channels_last: bool = False
     fused: bool = False  # single-kernel optimizer steps
-    compile: bool = False  # torch.compile of the networks
+    compile: str = ""  # torch.compile mode of the networks: "" (eager), "default", or "reduce-overhead" (CUDA graphs)
 
     @classmethod
     def reference(cls) -> "SpeedOptions":
@@ -37,8 +37,13 @@ class SpeedOptions:
                 raise ChimeraMixError(f"--{name} takes auto, on or off (got '{v}')")
             return cuda if v == "auto" else v in ("on", "true")
 
+        modes = {"off": "", "false": "", "on": "default", "true": "default", "default": "default", "graphs": "reduce-overhead",
+                 "reduce-overhead": "reduce-overhead"}
+        c = str(compile).lower()
+        if c not in modes:
+            raise ChimeraMixError(f"--compile takes off, on or graphs (CUDA graphs via mode reduce-overhead), got '{compile}'")
         # On CPU, 'auto' leaves everything off: bf16 autocast is slow on most CPUs and would break bit-exact resume.
-        return cls(pick(amp, "amp"), pick(channels_last, "channels-last"), pick(fused, "fused"), pick(compile, "compile"))
+        return cls(pick(amp, "amp"), pick(channels_last, "channels-last"), pick(fused, "fused"), modes[c])
 
     def autocast(self, device: torch.device):
         if not self.amp:
@@ -54,7 +59,7 @@ class SpeedOptions:
         """The callable to run: a module (or bound method) itself, or its torch.compile'd wrapper (same parameters)."""
         if not self.compile:
             return fn
-        return torch.compile(fn, dynamic=False)
+        return torch.compile(fn, mode=self.compile, dynamic=False)
 
     def inputs(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last and x.dim() == 4 else x

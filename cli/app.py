@@ -82,6 +82,15 @@ AsJson = Annotated[bool, typer.Option("--json", help="Print the result as JSON o
 LogEvery = Annotated[Optional[int], typer.Option(help="Fetch, check and log the losses every N steps. [default: 25 generator, 50 classifier]")]
 CheckpointEvery = Annotated[Optional[int], typer.Option(help="Save a resumable checkpoint every N steps. [default: 500 generator, 2000 classifier]")]
 
+Amp = Annotated[str, typer.Option(help="bf16 autocast: auto (on for CUDA), on or off.")]
+ChannelsLast = Annotated[str, typer.Option(help="channels_last memory format: auto (on for CUDA), on or off.")]
+Fused = Annotated[str, typer.Option(help="Fused optimizer steps: auto (on for CUDA), on or off.")]
+Compile = Annotated[str, typer.Option(help="torch.compile the networks: off, on, or graphs (CUDA graphs, mode reduce-overhead).")]
+
+
+def _speed(amp, channels_last, fused, compile) -> dict:
+    return {"amp": amp, "channels_last": channels_last, "fused": fused, "compile": compile}
+
 
 def _progress(quiet: bool):
     from .progress import RichProgress
@@ -95,13 +104,16 @@ def datasets(data_dir: DataDir = None):
     """List every data source: whether it is on this machine, where it is looked for, how to get it."""
     from chimeramix.data import describe_sources
 
-    t = Table(title="data sources", show_lines=False)
-    for c in ("name", "kind", "here", "location", "how to get it", "what"):
+    rows = describe_sources(data_dir)
+    t = Table(title="data sources")
+    for c in ("name", "kind", "here", "what"):
         t.add_column(c, overflow="fold")
-    for r in describe_sources(data_dir):
+    for r in rows:
         here = {True: "[green]yes[/green]", False: "[red]no[/red]", None: "-"}[r["present"]]
-        t.add_row(r["name"], r["kind"], here, r["location"], r["how"], r["about"])
+        t.add_row(r["name"], r["kind"], here, r["about"])
     out.print(t)
+    for r in rows:
+        out.print(f"[bold]{r['name']}[/bold]: looks in {r['location']}; {r['how']}", highlight=False, soft_wrap=True)
 
 
 @app.command("fit-generator")
@@ -130,6 +142,10 @@ def fit_generator_cmd(
     data_dir: DataDir = None,
     image_size: ImageSize = None,
     device: Device = "auto",
+    amp: Amp = "auto",
+    channels_last: ChannelsLast = "auto",
+    fused: Fused = "auto",
+    compile: Compile = "off",
     log_every: LogEvery = None,
     checkpoint_every: CheckpointEvery = None,
     checkpoints: Checkpoints = Path("checkpoints"),
@@ -147,7 +163,7 @@ def fit_generator_cmd(
         seed=seed, device=device, mask=mask, out=str(out_dir) if out_dir else None, steps=steps, epochs=epochs,
         batch_size=batch_size, lr=lr, w_rec=w_rec, w_lap=w_lap, w_adv=w_adv, ngf=ngf, ndf=ndf, work_size=work_size,
         decoder_res_blocks=decoder_res_blocks, grid_k=grid_k, seg_scale=seg_scale, seg_min_size=seg_min_size,
-        log_every=log_every, checkpoint_every=checkpoint_every,
+        log_every=log_every, checkpoint_every=checkpoint_every, **_speed(amp, channels_last, fused, compile),
     )
     with _progress(quiet or as_json) as p:
         r = fit_generator(cfg, resume=resume, force=force, progress=p, root=checkpoints)
@@ -203,6 +219,10 @@ def fit_classifier_cmd(
     data_dir: DataDir = None,
     image_size: ImageSize = None,
     device: Device = "auto",
+    amp: Amp = "auto",
+    channels_last: ChannelsLast = "auto",
+    fused: Fused = "auto",
+    compile: Compile = "off",
     log_every: LogEvery = None,
     checkpoint_every: CheckpointEvery = None,
     checkpoints: Checkpoints = Path("checkpoints"),
@@ -220,7 +240,7 @@ def fit_classifier_cmd(
         seed=seed, device=device, generator=str(generator) if generator else None, method=method, mask=mask,
         p_generated=p_generated, arch=arch, out=str(out_dir) if out_dir else None, steps=steps, epochs=epochs,
         batch_size=batch_size, lr=lr, weight_decay=weight_decay, dropout=dropout, method_options=_parse_options(option),
-        log_every=log_every, checkpoint_every=checkpoint_every,
+        log_every=log_every, checkpoint_every=checkpoint_every, **_speed(amp, channels_last, fused, compile),
     )
     with _progress(quiet or as_json) as p:
         r = fit_classifier(cfg, resume=resume, force=force, progress=p, root=checkpoints)
@@ -290,6 +310,10 @@ def experiment(
     data_dir: DataDir = None,
     image_size: ImageSize = None,
     device: Device = "auto",
+    amp: Amp = "auto",
+    channels_last: ChannelsLast = "auto",
+    fused: Fused = "auto",
+    compile: Compile = "off",
     checkpoints: Checkpoints = Path("checkpoints"),
     force: Annotated[bool, typer.Option(help="Retrain runs that already finished.")] = False,
     quiet: Quiet = False,
@@ -303,7 +327,7 @@ def experiment(
     masks = {"both": ["grid", "seg"], "seg": ["seg"], "grid": ["grid"]}.get(mask)
     if masks is None:
         raise ChimeraMixError(f"unknown --mask '{mask}': choose seg, grid or both")
-    common = {"data_dir": str(data_dir) if data_dir else None, "image_size": image_size}
+    common = {"data_dir": str(data_dir) if data_dir else None, "image_size": image_size, **_speed(amp, channels_last, fused, compile)}
     with _progress(quiet) as p:
         res = run_experiment(
             data, spc, parse_seeds(seeds), preset=preset, masks=masks, methods=methods, device=device, out=out_stem,

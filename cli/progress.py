@@ -1,9 +1,16 @@
-"""rich progress bars with ETA and live losses, driven by the library's Progress hooks."""
+"""rich progress bars with ETA and live losses, driven by the library's Progress hooks.
+
+On a terminal: live bars. Elsewhere (make logs, CI, pipes): a plain line at
+every tenth of a task, so logs stay readable and short.
+"""
 
 from __future__ import annotations
 
+import time
+
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Column
 
 from chimeramix.progress import Progress as Hooks
 
@@ -14,18 +21,32 @@ def _fmt(metrics: dict | None) -> str:
     return "  ".join(f"{k} {v:.4g}" if k != "generated" else f"gen {v:.2f}" for k, v in metrics.items())
 
 
+def _clock(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{s:02d}"
+
+
 class RichProgress(Hooks):
     """One bar per task (generator, classifier, evaluate), kept on screen when done."""
 
     def __init__(self, console: Console, quiet: bool = False):
         self.console = console
         self.quiet = quiet
+        self.live = console.is_terminal and not quiet
+        fixed = dict(no_wrap=True)
         self.bars = Progress(
-            TextColumn("[bold]{task.description:<10}"), BarColumn(bar_width=28), MofNCompleteColumn(),
-            TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.fields[losses]}"),
-            console=console, transient=False, disable=quiet,
+            TextColumn("[bold]{task.description}", table_column=Column(width=10, **fixed)),
+            BarColumn(bar_width=24),
+            MofNCompleteColumn(table_column=Column(**fixed)),
+            TimeElapsedColumn(table_column=Column(**fixed)),
+            TextColumn("eta", table_column=Column(**fixed)),
+            TimeRemainingColumn(table_column=Column(**fixed)),
+            TextColumn("{task.fields[losses]}", table_column=Column(no_wrap=True, overflow="ellipsis", ratio=1)),
+            console=console, transient=False, disable=not self.live, expand=True,
         )
         self.tasks: dict[str, int] = {}
+        self.plain: dict[str, dict] = {}
 
     def __enter__(self):
         self.bars.__enter__()
@@ -35,12 +56,30 @@ class RichProgress(Hooks):
         return self.bars.__exit__(*exc)
 
     def start(self, task, total, completed=0):
-        self.tasks[task] = self.bars.add_task(task, total=total, completed=completed, losses="")
+        if self.live:
+            self.tasks[task] = self.bars.add_task(task, total=total, completed=completed, losses="")
+        else:
+            self.plain[task] = {"total": max(total, 1), "start": completed, "t0": time.perf_counter(), "next": 0.1}
 
     def update(self, task, completed, metrics=None):
-        if task in self.tasks:
-            kw = {"losses": _fmt(metrics)} if metrics else {}
-            self.bars.update(self.tasks[task], completed=completed, **kw)
+        if self.live:
+            if task in self.tasks:
+                kw = {"losses": _fmt(metrics)} if metrics else {}
+                self.bars.update(self.tasks[task], completed=completed, **kw)
+            return
+        st = self.plain.get(task)
+        if st is None or self.quiet:
+            return
+        frac = completed / st["total"]
+        if frac + 1e-9 < st["next"] and completed < st["total"]:
+            return
+        while st["next"] <= frac:
+            st["next"] += 0.1
+        elapsed = time.perf_counter() - st["t0"]
+        done = completed - st["start"]
+        eta = elapsed / done * (st["total"] - completed) if done > 0 else 0.0
+        self.console.print(f"{task} {completed}/{st['total']} ({100 * frac:.0f}%) {_clock(elapsed)} eta {_clock(eta)}  {_fmt(metrics)}",
+                           highlight=False, soft_wrap=True)
 
     def end(self, task):
         if task in self.tasks:
@@ -48,4 +87,4 @@ class RichProgress(Hooks):
 
     def message(self, text):
         if not self.quiet:
-            self.console.print(f"[dim]{text}[/dim]")
+            self.console.print(f"[dim]{text}[/dim]", highlight=False, soft_wrap=True)

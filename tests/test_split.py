@@ -97,7 +97,8 @@ def test_manifest_round_trip_gives_the_same_images(make_image_folder, tmp_path):
     sub, sub2 = s.apply(train), loaded.apply(again)
     assert torch.equal(sub.images, sub2.images) and torch.equal(sub.labels, sub2.labels)
     assert sub.fingerprint == sub2.fingerprint
-    assert loaded.key() == {"source": "folder", "fingerprint": train.fingerprint, "spc": 3, "seed": 2}
+    assert loaded.key() == {"source": "folder", "fingerprint": train.fingerprint, "spc": 3, "seed": 2,
+                            "image_size": list(train.image_size)}
 
 
 def test_changed_data_is_refused(tmp_path):

@@ -82,16 +82,20 @@ def describe_sources(data_dir: str | Path | None = None) -> list[dict]:
         present = named.torchvision_files_present(ds, root) or (root / c.filename).is_file()
         where = str(root / c.base_folder)
         how = f"downloaded on first use from {c.url}"
+        files = c.filename
         if ds.test_remote:
             r = ds.test_remote
             present = present and ((root / r.member).is_file() or (root / r.filename).is_file())
             how += f" and {r.url}"
+            files += f" and {r.filename}"
+        how += f" (offline: put {files} into {root})"
         rows.append({"name": ds.name, "kind": "named", "present": present, "location": where, "how": how, "about": ds.description})
     for name, (_, about) in embedded.EMBEDDED.items():
-        rows.append({"name": name, "kind": "embedded", "present": _embedded_present(name), "location": "inside an installed package",
-                     "how": "ships with scikit-learn / scikit-image", "about": about})
-    rows.append({"name": "<folder>", "kind": "folder", "present": None, "location": "any path",
-                 "how": "a folder with train/<class>/*.png|jpg and test/<class>/*.png|jpg", "about": "your own images"})
+        pkg = "scikit-learn (sklearn.datasets)" if name == "digits" else "scikit-image (skimage.data)"
+        rows.append({"name": name, "kind": "embedded", "present": _embedded_present(name), "location": f"the installed {pkg}",
+                     "how": "no download needed", "about": about})
+    rows.append({"name": "<folder>", "kind": "folder", "present": None, "location": "the path you pass as --data",
+                 "how": "lay out your images as train/<class>/*.png|jpg and test/<class>/*.png|jpg", "about": "your own images"})
     return rows
 
 

@@ -35,7 +35,8 @@ class Split:
 
     def key(self) -> dict:
         """The fields that must agree between a generator run and a classifier run."""
-        return {"source": self.source, "fingerprint": self.fingerprint, "spc": self.spc, "seed": self.seed}
+        return {"source": self.source, "image_size": list(self.image_size), "spc": self.spc, "seed": self.seed,
+                "fingerprint": self.fingerprint}
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -79,9 +79,9 @@ class ClassifierTrainer:
         x = normalize(crop.apply(data.images[idx]))
         ctx = StepContext(step, cfg.steps, len(data.classes), self.gen, idx, crop, data, self.G,
                           steps_per_epoch=self.steps_per_epoch, dataset=cfg.data)
-        x, target = self.method.apply(x, data.labels[idx], ctx)
-        with self.speed.autocast(data.device):
-            loss = self.method.loss(self._forward, self.speed.inputs(x), target)
+        with self.speed.autocast(data.device):  # the frozen generator's convolutions run in bf16 too; pixel ops stay fp32
+            x, target = self.method.apply(x, data.labels[idx], ctx)
+            loss = self.method.loss(self._forward, self.speed.inputs(x.float()), target)
         loss = loss.float()
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -132,6 +132,7 @@ def fit_classifier(cfg: ClassifierConfig, *, resume: bool = False, force: bool =
     if cfg.generator:
         gen_info = _read_generator_info(cfg.generator)
     prep = prepare_data(cfg)
+    speed = SpeedOptions.resolve(prep.device, cfg.amp, cfg.channels_last, cfg.fused, cfg.compile)
     cfg = resolve_classifier(cfg, prep.train.image_size[0], len(prep.subset))
     if cfg.arch not in ARCHS:
         raise ChimeraMixError(f"unknown --arch '{cfg.arch}': choose one of {', '.join(ARCHS)}")
@@ -164,13 +165,14 @@ def fit_classifier(cfg: ClassifierConfig, *, resume: bool = False, force: bool =
 
     if gen_info is not None:
         G, _ = load_generator(cfg.generator, prep.device)
+        G = speed.prepare_module(G)
     segments = None
     if (method.needs_generator and method.options.get("mask") == "seg") or method.options.get("needs_segments"):
         segments = _segments_at_native(prep.subset, gen_info["config"] if gen_info else None, method.options)
     progress.message(f"classifier {cfg.arch} ({method.label}): {len(prep.subset)} images, {cfg.steps} steps on {prep.device}")
     gen = seeded_generator(prep.device, cfg.seed, stream=2)
     data = DeviceData(prep.subset, prep.device, cfg.seed, segments)
-    trainer = ClassifierTrainer(cfg, data, gen, method, G)
+    trainer = ClassifierTrainer(cfg, data, gen, method, G, speed)
     info = run.info() if run.resumed else new_info("classifier", config, prep.split.to_dict(), cfg.steps)
     t0 = time.perf_counter()
     losses = run_steps(run, info, trainer.state(), trainer.step, cfg.steps, task="classifier", progress=progress,

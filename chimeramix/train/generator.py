@@ -126,6 +126,7 @@ def fit_generator(cfg: GeneratorConfig, *, resume: bool = False, force: bool = F
     if cfg.mask not in M.MASK_KINDS:
         raise ChimeraMixError(f"unknown --mask '{cfg.mask}': choose grid or seg")
     prep = prepare_data(cfg)
+    speed = SpeedOptions.resolve(prep.device, cfg.amp, cfg.channels_last, cfg.fused, cfg.compile)
     cfg = resolve_generator(cfg, prep.train.image_size[0], len(prep.subset))
     config = {**to_dict(cfg), "fingerprint": prep.split.fingerprint}
     out = run_path(cfg, "gen", cfg.mask, root)
@@ -138,7 +139,7 @@ def fit_generator(cfg: GeneratorConfig, *, resume: bool = False, force: bool = F
     progress.message(f"generator: {len(prep.subset)} images ({cfg.spc} per class) at {cfg.work_size}x{cfg.work_size} on {prep.device}")
     gen = seeded_generator(prep.device, cfg.seed, stream=1)
     data = device_data(cfg, prep.subset, prep.device, cfg.seed)
-    trainer = GeneratorTrainer(cfg, data, gen)
+    trainer = GeneratorTrainer(cfg, data, gen, speed)
     info = run.info() if run.resumed else new_info("generator", config, prep.split.to_dict(), cfg.steps)
     total = cfg.steps
     losses = run_steps(run, info, trainer.state(), lambda s: trainer.step(s, total), total, task="generator",
