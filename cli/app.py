@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import json
-import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -267,7 +266,7 @@ def report(
     as_json: AsJson = False,
 ):
     """Mean +- std test accuracy over seeds, one row per method, like the paper's tables."""
-    from chimeramix.report import group_by_method, load_results, table_markdown, write_tables
+    from chimeramix.report import group_by_method, load_results, write_tables
 
     rows = group_by_method(load_results(runs or []))
     if as_json:

@@ -77,9 +77,10 @@ def test_different_images_in_one_batch():
 def test_label_maps_at_the_same_scale_follow_the_image():
     torch.manual_seed(2)
     x = torch.randint(0, 256, (6, 3, 16, 16), dtype=torch.uint8)
-    labels = torch.randint(0, 50, (6, 16, 16), dtype=torch.int32)
+    labels = x[:, 0].to(torch.int32)  # a label map that is the image's first channel
     p = CropFlip.sample(6, 16, gen(4), "cpu")
     m = p.apply(labels)
+    assert torch.equal(m, p.apply(x)[:, 0].to(torch.int32))  # map and image crop identically
     for i in range(6):
         ref = reference_crop(labels[i][None], int(p.oy[i]), int(p.ox[i]), bool(p.flip[i]), p.pad)[0]
         assert torch.equal(m[i].double(), ref)

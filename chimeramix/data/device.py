@@ -63,6 +63,11 @@ class DeviceData:
         off = start - first * self.n
         return seq[off: off + batch_size]
 
+    def of_class(self, classes: torch.Tensor, j: torch.Tensor | int) -> torch.Tensor:
+        """Index of the j-th image (clamped to the class size) of each given class."""
+        j = torch.as_tensor(j, device=self.device)
+        return self._by_class[self._offsets[classes] + torch.minimum(j, self._counts[classes] - 1)]
+
     def partners(self, idx: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         """For each index, a uniformly drawn image of the same class (with replacement, itself included)."""
         y = self.labels[idx]

@@ -29,7 +29,6 @@ bits leaves an image unchanged.
 
 from __future__ import annotations
 
-import math
 
 import torch
 import torch.nn.functional as F

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -13,6 +13,7 @@ from .. import masks as M
 from ..augment import CropFlip, denormalize, normalize, resize_uint8
 from ..config import RUNTIME_FIELDS, GeneratorConfig, resolve_generator, to_dict
 from ..data.device import DeviceData
+from ..data.imageset import ImageSet
 from ..errors import ChimeraMixError
 from ..losses import laplacian, lsgan, reconstruction
 from ..models import MixingGenerator, PatchDiscriminator
@@ -115,8 +116,6 @@ def device_data(cfg: GeneratorConfig, subset, device, seed: int) -> DeviceData:
     """The subset at the working resolution on the device, with its segmentations if the mask needs them."""
     images = resize_uint8(subset.images, cfg.work_size)
     segments = M.compute_segments(images, cfg.seg_scale, cfg.seg_min_size, cfg.seg_sigma) if cfg.mask == "seg" else None
-    from ..data.imageset import ImageSet
-
     return DeviceData(ImageSet(images, subset.labels, subset.classes), device, seed, segments)
 
 
@@ -181,9 +180,8 @@ def save_samples(path, G: MixingGenerator, data: DeviceData, cfg: GeneratorConfi
     gen = torch.Generator(device=data.device).manual_seed(12345)
     n_cls = len(data.classes)
     cls = torch.arange(pairs, device=data.device) % n_cls
-    # first image of each chosen class, and a different image of that class where there is one
-    idx1 = data._by_class[data._offsets[cls]]
-    idx2 = data._by_class[data._offsets[cls] + torch.clamp(data._counts[cls] - 1, max=1)]
+    # the first image of each chosen class, and its second where the class has one
+    idx1, idx2 = data.of_class(cls, 0), data.of_class(cls, 1)
     x1, x2 = normalize(data.images[idx1]), normalize(data.images[idx2])
     was_training = G.training
     G.eval()

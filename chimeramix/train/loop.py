@@ -16,7 +16,7 @@ from torch import nn
 from .. import checkpoint as ckpt
 from ..errors import ChimeraMixError
 from ..progress import Progress
-from ..runs import METRICS_FILE, RUN_FILE, STATE_FILE, RunDir
+from ..runs import METRICS_FILE, STATE_FILE, RunDir
 
 
 class RunInterrupted(ChimeraMixError):
