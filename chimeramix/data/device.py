@@ -51,9 +51,14 @@ class DeviceData:
 
     def _pass(self, k: int) -> torch.Tensor:
         if k not in self._passes:
-            g = torch.Generator(device="cpu").manual_seed(self.seed * 1_000_003 + k)
+            seed = self.seed * 1_000_003 + k
             self._passes = {j: v for j, v in self._passes.items() if j >= k - 1}
-            self._passes[k] = torch.randperm(self.n, generator=g).to(self.device)
+            if self.device.type == "cuda":
+                # drawn on the GPU: copying a CPU permutation from pageable memory would stall the host every pass
+                g = torch.Generator(device=self.device).manual_seed(seed)
+                self._passes[k] = torch.rand(self.n, generator=g, device=self.device).argsort()
+            else:
+                self._passes[k] = torch.randperm(self.n, generator=torch.Generator().manual_seed(seed))
         return self._passes[k]
 
     def batch_indices(self, step: int, batch_size: int) -> torch.Tensor:
