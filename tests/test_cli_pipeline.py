@@ -111,3 +111,14 @@ def test_help_documents_every_option_with_its_default():
     for opt in ("--spc", "--mask", "--preset", "--resume", "--force", "--steps", "--published-decoder", "--device"):
         assert opt in r.output
     assert "[default: seg]" in r.output and "[default: fast]" in r.output
+
+
+def test_seeds_in_parallel_processes_match_sequential(folder, tmp_path):
+    from chimeramix.experiment import run_experiment
+
+    kw = dict(preset="fast", masks=["grid"], methods="none,chimeramix", device="cpu",
+              gen_options={"steps": 2, "ngf": 4, "ndf": 4, "batch_size": 4}, clf_options={"steps": 2, "batch_size": 4})
+    seq = run_experiment(str(folder), 2, [0, 1], root=tmp_path / "seq", **kw)
+    par = run_experiment(str(folder), 2, [0, 1], root=tmp_path / "par", jobs=2, **kw)
+    assert [(r.method, r.seeds) for r in seq.rows] == [(r.method, r.seeds) for r in par.rows]
+    assert [r.accuracies for r in seq.rows] == [r.accuracies for r in par.rows]
