@@ -107,8 +107,8 @@ def bench_classifier(preset, speed, sync_each_step, device, subset, method_name,
     return r
 
 
-def bench_eval(device, subset, speed, a) -> dict:
-    cfg = resolve_classifier(make_config(ClassifierConfig, "paper", spc=a.spc, device=str(device)), subset.image_size[0], len(subset))
+def bench_eval(preset, device, subset, speed, a) -> dict:
+    cfg = resolve_classifier(make_config(ClassifierConfig, preset, spc=a.spc, device=str(device)), subset.image_size[0], len(subset))
     data = DeviceData(subset, device, 0)
     tr = ClassifierTrainer(cfg, data, torch.Generator(device=device).manual_seed(0), build_method("none"), speed=speed)
     n = a.eval_images
@@ -163,11 +163,12 @@ def main(argv=None) -> dict:
                 figures["speedup"] = figures["optimised"]["per_second"] / figures["reference"]["per_second"]
             res["results"][f"{preset} {name}"] = figures
             rows.append((f"{preset} {name}", figures))
+        ev = {"optimised": bench_eval(preset, device, subset, fast, a)}
+        if not a.skip_reference:
+            ev["reference"] = bench_eval(preset, device, subset, SpeedOptions.reference(), a)
+            ev["speedup"] = ev["optimised"]["per_second"] / ev["reference"]["per_second"]
+        res["results"][f"{preset} evaluation"] = ev
     res["results"]["segmentation"] = {"optimised": bench_segmentation(subset, a)}
-    res["results"]["evaluation"] = {"optimised": bench_eval(device, subset, fast, a)}
-    if not a.skip_reference:
-        ref = bench_eval(device, subset, SpeedOptions.reference(), a)
-        res["results"]["evaluation"].update(reference=ref, speedup=res["results"]["evaluation"]["optimised"]["per_second"] / ref["per_second"])
 
     out = Path(a.out or f"benchmarks/out/bench-{device.type}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -181,7 +182,7 @@ def format_table(res: dict) -> str:
     lines = [f"device: {res['device']}  torch {res['torch']}  switches: {res['optimised_switches']}", "",
              "| measurement | optimised | reference | speed-up |", "| --- | ---: | ---: | ---: |"]
     for name, f in res["results"].items():
-        unit = "img/s" if name in ("segmentation", "evaluation") else "steps/s"
+        unit = "img/s" if name == "segmentation" or name.endswith("evaluation") else "steps/s"
         key = "images_per_second" if unit == "img/s" else "per_second"
         opt = f["optimised"][key]
         ref = f.get("reference", {}).get(key)

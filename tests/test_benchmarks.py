@@ -13,8 +13,8 @@ def test_benchmark_smoke(tmp_path):
     assert saved["results"].keys() == res["results"].keys()
     names = set(saved["results"])
     assert {"fast generator seg", "fast generator grid", "fast classifier baseline", "fast classifier chimeramix",
-            "segmentation", "evaluation"} <= names
-    for name in ("fast generator seg", "fast classifier baseline", "evaluation"):
+            "segmentation", "fast evaluation"} <= names
+    for name in ("fast generator seg", "fast classifier baseline", "fast evaluation"):
         fig = saved["results"][name]
         assert fig["optimised"]["per_second"] > 0 and fig["reference"]["per_second"] > 0 and fig["speedup"] > 0
     assert "| fast generator seg |" in format_table(saved)
