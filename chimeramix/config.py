@@ -63,6 +63,7 @@ class GeneratorConfig(DataOptions):
     seg_scale: float | None = None
     seg_min_size: int | None = None
     seg_sigma: float = 0.8
+    seg_size: int | None = None  # resolution segmentations are computed at; None: 64 for 32x32 data (as the paper), else work size
     log_every: int = 25
     checkpoint_every: int = 500
     out: str | None = None
@@ -143,6 +144,7 @@ def resolve_generator(cfg: GeneratorConfig, image_size: int, n_train: int) -> Ge
     batch = cfg.batch_size or (64 if small else 8)
     seg = 60 if small else 400
     c = replace(cfg, work_size=work, batch_size=batch, seg_scale=cfg.seg_scale or seg, seg_min_size=cfg.seg_min_size or seg,
+                seg_size=cfg.seg_size or (64 if image_size <= 32 else work),
                 repeats=cfg.repeats or repeats_per_epoch(cfg.spc))
     if c.steps is None:
         c = replace(c, steps=c.epochs * -(-n_train * c.repeats // batch))

@@ -48,6 +48,17 @@ def compute_segments(images: torch.Tensor, scale: float, min_size: int, sigma: f
     return torch.from_numpy(np.stack(maps)) if maps else torch.zeros(0, *images.shape[2:], dtype=torch.int32)
 
 
+def segments_at(images: torch.Tensor, seg_size: int, out_size: int, scale: float, min_size: int, sigma: float = 0.8) -> torch.Tensor:
+    """Segment uint8 images at seg_size x seg_size (the resolution the Felzenszwalb parameters are meant for),
+    returning label maps at out_size (nearest), the resolution the images live at on the device."""
+    from .augment import resize_uint8
+
+    maps = compute_segments(resize_uint8(images, seg_size), scale, min_size, sigma)
+    if seg_size != out_size:
+        maps = F.interpolate(maps[:, None].float(), size=(out_size, out_size), mode="nearest")[:, 0].to(torch.int32)
+    return maps
+
+
 def segment_pixel_masks(segments: torch.Tensor, gen: torch.Generator, k: int | None = None) -> torch.Tensor:
     """Take each segment with probability 0.5: float {0, 1}, N x 1 x H x W, a union of whole segments.
 

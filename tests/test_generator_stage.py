@@ -30,7 +30,10 @@ def test_paper_preset_resolves_to_published_settings():
     assert (cfg.work_size, cfg.batch_size, cfg.ngf, cfg.seg_scale, cfg.seg_min_size) == (64, 64, 64, 60, 60)
     assert cfg.repeats == 100 and cfg.steps == 200 * 79  # 200 epochs of ceil(50 * 100 / 64) steps
     stl = resolve_generator(make_config(GeneratorConfig, "paper", spc=5), image_size=96, n_train=50)
-    assert (stl.work_size, stl.batch_size, stl.seg_scale) == (96, 8, 400)
+    assert (stl.work_size, stl.batch_size, stl.seg_scale, stl.seg_size) == (96, 8, 400, 96)
+    # the fast preset works at 32x32 but segments at 64x64, where scale/min_size 60 were tuned
+    fast = resolve_generator(make_config(GeneratorConfig, "fast", spc=5), image_size=32, n_train=50)
+    assert (fast.work_size, fast.seg_size, cfg.seg_size) == (32, 64, 64)
 
 
 @pytest.mark.parametrize("mask", ["grid", "seg"])

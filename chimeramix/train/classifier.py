@@ -215,15 +215,10 @@ def _read_generator_info(path) -> dict:
 
 
 def _segments_at_native(subset: ImageSet, gen_cfg: dict | None, opts: dict) -> torch.Tensor:
-    """Felzenszwalb maps computed once at the generator's working resolution, kept at the classifier's."""
-    from ..augment import resize_uint8
-
+    """Felzenszwalb maps computed once as the generator computed them, kept at the classifier's resolution."""
     size = subset.images.shape[-1]
-    work = (gen_cfg or {}).get("work_size") or opts.get("work_size") or size
-    scale = (gen_cfg or {}).get("seg_scale") or opts.get("seg_scale") or 60
-    min_size = (gen_cfg or {}).get("seg_min_size") or opts.get("seg_min_size") or 60
-    sigma = (gen_cfg or {}).get("seg_sigma") or 0.8
-    maps = M.compute_segments(resize_uint8(subset.images, work), scale, min_size, sigma)
-    if work != size:
-        maps = torch.nn.functional.interpolate(maps[:, None].float(), size=(size, size), mode="nearest")[:, 0].to(torch.int32)
-    return maps
+    g = gen_cfg or {}
+    seg_size = g.get("seg_size") or g.get("work_size") or opts.get("work_size") or size
+    scale = g.get("seg_scale") or opts.get("seg_scale") or 60
+    min_size = g.get("seg_min_size") or opts.get("seg_min_size") or 60
+    return M.segments_at(subset.images, seg_size, size, scale, min_size, g.get("seg_sigma") or 0.8)

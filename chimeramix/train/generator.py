@@ -115,7 +115,9 @@ class GeneratorTrainer:
 def device_data(cfg: GeneratorConfig, subset, device, seed: int) -> DeviceData:
     """The subset at the working resolution on the device, with its segmentations if the mask needs them."""
     images = resize_uint8(subset.images, cfg.work_size)
-    segments = M.compute_segments(images, cfg.seg_scale, cfg.seg_min_size, cfg.seg_sigma) if cfg.mask == "seg" else None
+    segments = None
+    if cfg.mask == "seg":
+        segments = M.segments_at(subset.images, cfg.seg_size, cfg.work_size, cfg.seg_scale, cfg.seg_min_size, cfg.seg_sigma)
     return DeviceData(ImageSet(images, subset.labels, subset.classes), device, seed, segments)
 
 
