@@ -137,7 +137,10 @@ def main(argv=None) -> dict:
     p.add_argument("--steps", type=int, default=5, help="calls per timed repeat (default: 5)")
     p.add_argument("--repeats", type=int, default=5, help="timed repeats; the median is reported (default: 5)")
     p.add_argument("--eval-images", type=int, default=2000, help="images per evaluation pass (default: 2000)")
-    p.add_argument("--compile", default="off", help="torch.compile in the optimised variant: on/off (default: off)")
+    p.add_argument("--compile", default="off", help="torch.compile in the optimised variant: off, on or graphs (default: off)")
+    p.add_argument("--amp", default="auto", help="bf16 autocast in the optimised variant: auto/on/off (default: auto = CUDA only)")
+    p.add_argument("--channels-last", default="auto", help="channels_last in the optimised variant: auto/on/off (default: auto)")
+    p.add_argument("--fused", default="auto", help="fused optimizers in the optimised variant: auto/on/off (default: auto)")
     p.add_argument("--skip-reference", action="store_true", help="measure only the optimised variant")
     p.add_argument("--out", default=None, help="JSON output (default: benchmarks/out/bench-<device>.json)")
     a = p.parse_args(argv)
@@ -145,7 +148,7 @@ def main(argv=None) -> dict:
     device = resolve_device(a.device)
     torch.manual_seed(0)
     subset, _ = _subset(a.data, a.spc)
-    fast = SpeedOptions.resolve(device, compile=a.compile)
+    fast = SpeedOptions.resolve(device, amp=a.amp, channels_last=a.channels_last, fused=a.fused, compile=a.compile)
     variants = [("optimised", fast, False)] + ([] if a.skip_reference else [("reference", SpeedOptions.reference(), True)])
     res = {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads, {platform.processor() or platform.machine()})",
