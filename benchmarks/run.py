@@ -190,7 +190,7 @@ def format_table(res: dict) -> str:
         opt = f["optimised"][key]
         ref = f.get("reference", {}).get(key)
         sp = f.get("speedup")
-        lines.append(f"| {name} | {opt:.1f} {unit} | {f'{ref:.1f} {unit}' if ref else '-'} | {f'{sp:.2f}x' if sp else '-'} |")
+        lines.append(f"| {name} | {opt:.3g} {unit} | {f'{ref:.3g} {unit}' if ref else '-'} | {f'{sp:.2f}x' if sp else '-'} |")
     return "\n".join(lines)
 
 
