@@ -59,7 +59,8 @@ class RichProgress(Hooks):
         if self.live:
             self.tasks[task] = self.bars.add_task(task, total=total, completed=completed, losses="")
         else:
-            self.plain[task] = {"total": max(total, 1), "start": completed, "t0": time.perf_counter(), "next": 0.1}
+            self.plain[task] = {"total": max(total, 1), "start": completed, "t0": time.perf_counter(),
+                                "tenth": completed * 10 // max(total, 1)}
 
     def update(self, task, completed, metrics=None):
         if self.live:
@@ -71,10 +72,10 @@ class RichProgress(Hooks):
         if st is None or self.quiet:
             return
         frac = completed / st["total"]
-        if frac + 1e-9 < st["next"] and completed < st["total"]:
+        tenth = completed * 10 // st["total"]  # integer tenths: one line per tenth, no float drift
+        if tenth <= st["tenth"]:
             return
-        while st["next"] <= frac:
-            st["next"] += 0.1
+        st["tenth"] = tenth
         elapsed = time.perf_counter() - st["t0"]
         done = completed - st["start"]
         eta = elapsed / done * (st["total"] - completed) if done > 0 else 0.0
