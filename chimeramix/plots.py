@@ -98,3 +98,28 @@ def save_confusion(path: str | Path, matrix: list[list[int]], classes: list[str]
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
+
+
+def save_results_plot(path: str | Path, rows, title: str = "") -> None:
+    """Mean test accuracy per method with the std over seeds as error bars, each seed as a dot."""
+    plt = _mpl()
+    n = len(rows)
+    fig, ax = plt.subplots(figsize=(6.4, 0.45 * n + 1.3))
+    ys = list(range(n))[::-1]
+    for y, r in zip(ys, rows):
+        colour = "tab:orange" if r.method.startswith("ChimeraMix") else "tab:blue"
+        ax.barh(y, r.mean, xerr=r.std, color=colour, alpha=0.55, capsize=3)
+        ax.scatter(r.accuracies, [y] * len(r.accuracies), s=10, color="black", zorder=3)
+        ax.text(r.mean + r.std + 0.5, y, f"{r.mean:.1f} ± {r.std:.1f}", va="center", fontsize=8)
+    ax.set_yticks(ys, [r.method for r in rows], fontsize=8)
+    lo = min(min(r.accuracies) for r in rows)
+    hi = max(r.mean + r.std for r in rows)
+    ax.set_xlim(max(0.0, lo - 5), min(100.0, hi + 8))
+    ax.set_xlabel("test accuracy (%)")
+    ax.grid(axis="x", alpha=0.3)
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.subplots_adjust(left=0.3, right=0.97, bottom=0.8 / (0.45 * n + 1.3), top=1 - 0.45 / (0.45 * n + 1.3))
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)

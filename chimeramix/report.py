@@ -123,8 +123,12 @@ def table_csv(rows: list[Row]) -> str:
 
 
 def write_tables(rows: list[Row], stem: str | Path, title: str = "") -> tuple[Path, Path]:
+    """<stem>.md and <stem>.csv, plus <stem>.png (a chart of the same numbers)."""
+    from .plots import save_results_plot
+
     stem = Path(stem)
     md, cs = stem.with_suffix(".md"), stem.with_suffix(".csv")
-    write_text(md, table_markdown(rows, title))
+    write_text(md, table_markdown(rows, title) + f"\n![accuracy per method]({stem.name}.png)\n")
     write_text(cs, table_csv(rows))
+    save_results_plot(stem.with_suffix(".png"), rows, title)
     return md, cs

@@ -276,7 +276,7 @@ def report(
     if out_stem:
         md, cs = write_tables(rows, out_stem, title)
         if not as_json:
-            out.print(f"wrote {md} and {cs}")
+            out.print(f"wrote {md}, {cs} and {md.with_suffix('.png')}")
 
 
 def _print_table(rows, title: str = "") -> None:
@@ -339,7 +339,7 @@ def experiment(
     if res.generator_runs:
         out.print(f"sample grid: {Path(res.generator_runs[0]) / 'samples.png'}")
     if res.table_md:
-        out.print(f"wrote {res.table_md}, {res.table_csv} and {res.summary_json}")
+        out.print(f"wrote {res.table_md}, {res.table_csv}, {res.summary_json} and {res.table_md.with_suffix('.png')}")
 
 
 @app.command("methods")

@@ -54,6 +54,7 @@ def test_generator_classifier_report_chain(folder, tmp_path):
     assert "Baseline" in r.stdout and "ChimeraMix+Grid" in r.stdout
     md = (tmp_path / "results" / "t.md").read_text()
     assert "| Baseline |" in md and (tmp_path / "results" / "t.csv").is_file()
+    assert (tmp_path / "results" / "t.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_generator_of_another_seed_is_refused_in_one_line(folder, tmp_path):
