@@ -41,7 +41,12 @@ def module_tensors(prefix: str, module: nn.Module) -> dict[str, torch.Tensor]:
 
 def load_module(prefix: str, module: nn.Module, tensors: dict[str, torch.Tensor], strict: bool = True) -> None:
     sub = {k[len(prefix) + 1:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
-    missing, unexpected = module.load_state_dict(sub, strict=False)
+    try:
+        missing, unexpected = module.load_state_dict(sub, strict=False)
+    except RuntimeError as e:  # shape mismatches raise even with strict=False
+        detail = next((ln.strip() for ln in str(e).splitlines() if "size mismatch" in ln), str(e).splitlines()[0])
+        raise ChimeraMixError(f"weights for '{prefix}' do not fit the network ({detail}): "
+                              "the checkpoint was made with another architecture") from None
     if strict and (missing or unexpected):
         raise ChimeraMixError(
             f"weights for '{prefix}' do not fit the network (missing {missing[:3]}, unexpected {unexpected[:3]}): "
