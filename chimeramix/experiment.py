@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -58,10 +59,16 @@ class ExperimentResult:
     seconds: dict = field(default_factory=dict)
 
 
-def _run_seed(seed: int, plan, gen_overrides: dict, clf_overrides: dict, root: str, force: bool, progress: Progress):
+def _run_seed(seed: int, plan, gen_overrides: dict, clf_overrides: dict, root: str, force: bool, progress: Progress,
+              threads: int | None = None):
     """Both stages for one seed; returns (generator run folders, classifier run folders, seconds per stage)."""
+    import torch
+
     from .train.classifier import fit_classifier
     from .train.generator import fit_generator
+
+    if threads:  # parallel workers share the CPU cores instead of each claiming all of them
+        torch.set_num_threads(threads)
 
     gens: dict[str, str] = {}
     clfs: list[str] = []
@@ -120,7 +127,9 @@ def run_experiment(
         # Seeds in parallel processes: one small-batch run cannot fill a large GPU (or all CPU cores).
         ctx = get_context("spawn")
         with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
-            futures = {pool.submit(_run_seed, s, plan, gen_overrides, clf_overrides, str(root), force, SILENT): s for s in seeds}
+            threads = max(1, (os.cpu_count() or 1) // jobs)
+            futures = {pool.submit(_run_seed, s, plan, gen_overrides, clf_overrides, str(root), force, SILENT, threads): s
+                       for s in seeds}
             for fut in as_completed(futures):
                 g, c, s = fut.result()
                 progress.message(f"seed {futures[fut]} done")
