@@ -102,24 +102,32 @@ def save_confusion(path: str | Path, matrix: list[list[int]], classes: list[str]
 
 def save_results_plot(path: str | Path, rows, title: str = "") -> None:
     """Mean test accuracy per method with the std over seeds as error bars, each seed as a dot."""
+    import textwrap
+
     plt = _mpl()
     n = len(rows)
-    fig, ax = plt.subplots(figsize=(6.4, 0.45 * n + 1.3))
+    height = 0.42 * n + 1.4
+    longest = max(len(r.method) for r in rows)
+    fig, ax = plt.subplots(figsize=(5.5 + 0.07 * longest, height))
     ys = list(range(n))[::-1]
     for y, r in zip(ys, rows):
         colour = "tab:orange" if r.method.startswith("ChimeraMix") else "tab:blue"
-        ax.barh(y, r.mean, xerr=r.std, color=colour, alpha=0.55, capsize=3)
+        ax.barh(y, r.mean, xerr=r.std, color=colour, alpha=0.55, capsize=3, height=0.7)
         ax.scatter(r.accuracies, [y] * len(r.accuracies), s=10, color="black", zorder=3)
-        ax.text(r.mean + r.std + 0.5, y, f"{r.mean:.1f} ± {r.std:.1f}", va="center", fontsize=8)
+        # the figure beside the axes, so it never collides with bars or dots
+        ax.text(1.02, y, f"{r.mean:.1f} ± {r.std:.1f}", va="center", fontsize=8, transform=ax.get_yaxis_transform())
     ax.set_yticks(ys, [r.method for r in rows], fontsize=8)
+    ax.set_ylim(-0.6, n - 0.4)
     lo = min(min(r.accuracies) for r in rows)
-    hi = max(r.mean + r.std for r in rows)
-    ax.set_xlim(max(0.0, lo - 5), min(100.0, hi + 8))
+    hi = max(max(r.accuracies + [r.mean + r.std]) for r in rows)
+    ax.set_xlim(max(0.0, lo - 3), min(100.0, hi + 2))
     ax.set_xlabel("test accuracy (%)")
     ax.grid(axis="x", alpha=0.3)
     if title:
-        ax.set_title(title, fontsize=9)
-    fig.subplots_adjust(left=0.3, right=0.97, bottom=0.8 / (0.45 * n + 1.3), top=1 - 0.45 / (0.45 * n + 1.3))
+        ax.set_title("\n".join(textwrap.wrap(title, 70)), fontsize=8)
+    width = fig.get_size_inches()[0]
+    fig.subplots_adjust(left=(0.25 + 0.075 * longest) / width, right=1 - 1.0 / width, bottom=0.75 / height,
+                        top=1 - (0.65 if title else 0.3) / height)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
