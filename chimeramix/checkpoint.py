@@ -82,3 +82,11 @@ def load_optimizer(prefix: str, opt: torch.optim.Optimizer, tensors: dict[str, t
         if "betas" in g:
             g["betas"] = tuple(g["betas"])
     opt.load_state_dict({"state": state, "param_groups": groups})
+    # Saved tensors are contiguous; give each state tensor its parameter's strides again (channels_last), since
+    # fused optimizer kernels walk parameter and state memory in step and would pair the wrong elements otherwise.
+    for group in opt.param_groups:
+        for p in group["params"]:
+            st = opt.state.get(p, {})
+            for k, v in st.items():
+                if torch.is_tensor(v) and v.shape == p.shape and v.stride() != p.stride():
+                    st[k] = torch.empty_like(p, dtype=v.dtype).copy_(v)

@@ -26,7 +26,7 @@ class DataOptions:
     spc: int = 5
     seed: int = 0
     device: str = "auto"
-    # speed switches (see chimeramix/speed.py): auto = on for CUDA, off for CPU
+    # speed switches (see chimeramix/speed.py): auto = bf16 on CUDA only, channels_last and fused everywhere
     amp: str = "auto"
     channels_last: str = "auto"
     fused: str = "auto"

@@ -82,8 +82,8 @@ LogEvery = Annotated[Optional[int], typer.Option(help="Fetch, check and log the 
 CheckpointEvery = Annotated[Optional[int], typer.Option(help="Save a resumable checkpoint every N steps. [default: 500 generator, 2000 classifier]")]
 
 Amp = Annotated[str, typer.Option(help="bf16 autocast: auto (on for CUDA), on or off.")]
-ChannelsLast = Annotated[str, typer.Option(help="channels_last memory format: auto (on for CUDA), on or off.")]
-Fused = Annotated[str, typer.Option(help="Fused optimizer steps: auto (on for CUDA), on or off.")]
+ChannelsLast = Annotated[str, typer.Option(help="channels_last memory format: auto (on), on or off.")]
+Fused = Annotated[str, typer.Option(help="Fused optimizer steps: auto (on), on or off.")]
 Compile = Annotated[str, typer.Option(help="torch.compile the networks: off, on, or graphs (CUDA graphs, mode reduce-overhead).")]
 
 

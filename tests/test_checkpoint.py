@@ -59,3 +59,31 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
             raise RuntimeError("crash mid-write")
     assert read_json(tmp_path / "r.json") == {"v": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
+
+
+def test_fused_optimizer_state_keeps_channels_last_strides(tmp_path):
+    """Saved state is contiguous; restored state must get its parameter's strides back or fused steps go wrong."""
+    torch.manual_seed(0)
+
+    def make():
+        m = torch.nn.Conv2d(3, 4, 3).to(memory_format=torch.channels_last)
+        return m, torch.optim.Adam(m.parameters(), lr=0.01, fused=True)
+
+    x = torch.randn(2, 3, 8, 8).contiguous(memory_format=torch.channels_last)
+    m, opt = make()
+    for _ in range(2):
+        opt.zero_grad()
+        m(x).square().mean().backward()
+        opt.step()
+    t, meta = ckpt.optimizer_tensors("opt", opt)
+    ckpt.save_tensors(tmp_path / "s.safetensors", {**t, **ckpt.module_tensors("m", m)}, meta)
+    tensors, meta2 = ckpt.load_tensors(tmp_path / "s.safetensors")
+    m2, opt2 = make()
+    ckpt.load_module("m", m2, tensors)
+    ckpt.load_optimizer("opt", opt2, tensors, meta2)
+    assert opt2.state[m2.weight]["exp_avg"].stride() == m2.weight.stride()
+    for o, mm in ((opt, m), (opt2, m2)):
+        o.zero_grad()
+        mm(x).square().mean().backward()
+        o.step()
+    assert torch.equal(m.weight, m2.weight)

@@ -30,11 +30,14 @@ def _clf_losses(speed, steps=3, dropout=0.3):
     return [tr.step(s)["loss"].item() for s in range(steps)]
 
 
-def test_auto_is_off_on_cpu_and_on_for_cuda():
-    assert SpeedOptions.resolve(torch.device("cpu")) == SpeedOptions.reference()
+def test_auto_switches_per_device():
+    cpu = SpeedOptions.resolve(torch.device("cpu"))
+    assert cpu == SpeedOptions(amp=False, channels_last=True, fused=True)
     cuda = SpeedOptions.resolve(torch.device("cuda"))
     assert cuda.amp and cuda.channels_last and cuda.fused and not cuda.compile
     assert SpeedOptions.resolve(torch.device("cpu"), amp="on").amp
+    assert SpeedOptions.resolve(torch.device("cpu"), channels_last="off", fused="off") == SpeedOptions.reference()
+    assert SpeedOptions.resolve(torch.device("cuda"), compile="graphs").compile == "reduce-overhead"
 
 
 def test_channels_last_and_fused_generator_steps_match_plain():
