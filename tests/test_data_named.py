@@ -398,3 +398,16 @@ def test_stl10_layout_labels_and_names(tmp_path):
         assert data.classes == tuple(tiny["classes"])
     # an asymmetric check of the orientation: pixel (row 3, column 80) of image 0
     assert data.images[0, 1, 3, 80].item() == tiny["test_x"][0, 1, 3, 80]
+
+
+def test_stl10_without_class_names_file_uses_the_published_names(tmp_path):
+    tiny = write_stl10(tmp_path, np.random.default_rng(12))
+    (tmp_path / "stl10_binary" / "class_names.txt").unlink()
+    m = tiny["md5"]
+    cls = type("TinySTL10", (tvd.STL10,), {
+        "train_list": [["train_X.bin", m["train_X.bin"]], ["train_y.bin", m["train_y.bin"]], ["unlabeled_X.bin", m["unlabeled_X.bin"]]],
+        "test_list": [["test_X.bin", m["test_X.bin"]], ["test_y.bin", m["test_y.bin"]]],
+    })
+    data = load_named(NamedDataset("tiny-stl10", "test", cls, paper_image_size=96), tmp_path, "train", download=False)
+    assert data.classes == tuple(tiny["classes"])
+    assert data.labels.tolist() == tiny["train_y"]

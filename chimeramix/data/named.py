@@ -64,6 +64,10 @@ NAMED = {
 }
 
 
+# STL-10's class_names.txt, for a copy that lacks it (torchvision then leaves .classes unset).
+STL10_CLASSES = ("airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "ship", "truck")
+
+
 def default_data_dir() -> Path:
     return Path(os.environ.get("CHIMERAMIX_DATA") or Path.home() / ".cache" / "chimeramix").expanduser()
 
@@ -162,5 +166,5 @@ def load_named(ds: NamedDataset, root: Path, split: str, download: bool = True) 
         return _read_cifair_test(ds, root, download, train.classes)
     tv = train if split == "train" else _torchvision_split(ds, root, False, download)
     if isinstance(tv, tvd.STL10):
-        return from_numpy_hwc(tv.data.transpose(0, 2, 3, 1), tv.labels, tv.classes)
+        return from_numpy_hwc(tv.data.transpose(0, 2, 3, 1), tv.labels, getattr(tv, "classes", STL10_CLASSES))
     return from_numpy_hwc(tv.data, tv.targets, tv.classes)
