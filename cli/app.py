@@ -305,6 +305,7 @@ def experiment(
     gen_steps: Annotated[Optional[int], typer.Option(help="Override the generator's total steps. [default: preset's]")] = None,
     clf_steps: Annotated[Optional[int], typer.Option(help="Override the classifier's total steps. [default: preset's]")] = None,
     jobs: Annotated[int, typer.Option(help="Seeds trained concurrently in separate processes.")] = 1,
+    decoder_res_blocks: Annotated[bool, typer.Option("--decoder-res-blocks/--published-decoder", help="Generators use the decoder's residual blocks, or drop them as the public code does.")] = True,
     title: Annotated[str, typer.Option(help="Table title. [default: data, spc and preset]")] = "",
     data_dir: DataDir = None,
     image_size: ImageSize = None,
@@ -330,7 +331,7 @@ def experiment(
     with _progress(quiet) as p:
         res = run_experiment(
             data, spc, parse_seeds(seeds), preset=preset, masks=masks, methods=methods, device=device, out=out_stem,
-            root=checkpoints, gen_options={**common, "steps": gen_steps}, clf_options={**common, "steps": clf_steps},
+            root=checkpoints, gen_options={**common, "steps": gen_steps, "decoder_res_blocks": decoder_res_blocks}, clf_options={**common, "steps": clf_steps},
             jobs=jobs, force=force, progress=p, title=title,
         )
     _print_table(res.rows, title or f"{data}: {spc} per class, preset {preset} (test accuracy %)")

@@ -132,3 +132,22 @@ def test_seeds_in_parallel_processes_match_sequential(folder, tmp_path):
     par = run_experiment(str(folder), 2, [0, 1], root=tmp_path / "par", jobs=2, **kw)
     assert [(r.method, r.seeds) for r in seq.rows] == [(r.method, r.seeds) for r in par.rows]
     assert [r.accuracies for r in seq.rows] == [r.accuracies for r in par.rows]
+
+
+def test_published_decoder_variant_sits_beside_the_default_and_reports_as_its_own_row(folder, tmp_path):
+    common = ["--data", folder, "--spc", 2, "--seeds", "0", "--preset", "fast", "--methods", "chimeramix", "--mask", "grid",
+              "--gen-steps", 2, "--clf-steps", 2, *SMALL]
+    runs = {}
+    for flag in ("--decoder-res-blocks", "--published-decoder"):
+        r = invoke("experiment", *common, flag, "--out", tmp_path / "results" / flag.strip("-"))
+        assert r.exit_code == 0, r.output
+        runs[flag] = json.loads((tmp_path / "results" / f"{flag.strip('-')}.json").read_text())
+    default, published = runs["--decoder-res-blocks"], runs["--published-decoder"]
+    assert default["generator_runs"] != published["generator_runs"]  # no clash, no refusal: both kept
+    assert published["generator_runs"][0].endswith("grid-pubdec-fast")
+    gen_cfg = json.loads((tmp_path / published["generator_runs"][0] / "run.json").read_text())["config"]
+    assert gen_cfg["decoder_res_blocks"] is False
+    assert [t["method"] for t in default["table"]] == ["ChimeraMix+Grid"]
+    assert [t["method"] for t in published["table"]] == ["ChimeraMix+Grid (published decoder)"]
+    r = invoke("report", *default["classifier_runs"], *published["classifier_runs"], "--json")
+    assert [row["method"] for row in json.loads(r.stdout)] == ["ChimeraMix+Grid", "ChimeraMix+Grid (published decoder)"]

@@ -144,6 +144,9 @@ def fit_classifier(cfg: ClassifierConfig, *, resume: bool = False, force: bool =
         raise ChimeraMixError(f"method '{cfg.method}' needs a trained generator: pass --generator <fit-generator run folder>")
     if gen_info is not None and not method.needs_generator:
         raise ChimeraMixError(f"method '{cfg.method}' does not use a generator: drop --generator, or use --method chimeramix")
+    if gen_info is not None and not gen_info["config"].get("decoder_res_blocks", True):
+        # Its own row in reports: the public code's decoder variant is an ablation, not the same method.
+        method.label += " (published decoder)"
     # Decode the test set before anything is written: a corrupt or mis-sized test image must fail now, not after training.
     test = prep.source.load("test")
     if tuple(test.classes) != tuple(prep.train.classes):
@@ -156,6 +159,8 @@ def fit_classifier(cfg: ClassifierConfig, *, resume: bool = False, force: bool =
 
     config = {**to_dict(cfg), "method": method.name, "method_options": method.options, "fingerprint": prep.split.fingerprint}
     suffix = method.name.replace("+", "-") + (f"-{method.options['mask']}" if method.needs_generator else "")
+    if method.label.endswith("(published decoder)"):
+        suffix += "-pubdec"
     out = run_path(cfg, "clf", suffix, root)
     run = prepare(out, "classifier", config, resume, force, ignore=RUNTIME_FIELDS)
     if run.already_finished:

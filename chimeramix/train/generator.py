@@ -130,7 +130,7 @@ def fit_generator(cfg: GeneratorConfig, *, resume: bool = False, force: bool = F
     speed = SpeedOptions.resolve(prep.device, cfg.amp, cfg.channels_last, cfg.fused, cfg.compile)
     cfg = resolve_generator(cfg, prep.train.image_size[0], len(prep.subset))
     config = {**to_dict(cfg), "fingerprint": prep.split.fingerprint}
-    out = run_path(cfg, "gen", cfg.mask, root)
+    out = run_path(cfg, "gen", cfg.mask + ("" if cfg.decoder_res_blocks else "-pubdec"), root)
     run = prepare(out, "generator", config, resume, force, ignore=RUNTIME_FIELDS)
     if run.already_finished:
         info = run.info()
