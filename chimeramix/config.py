@@ -134,13 +134,22 @@ def to_dict(cfg) -> dict:
     return d
 
 
+# The encoder halves twice (so a multiple of 4), and the PatchGAN discriminator's four stride-2 convolutions
+# leave nothing to normalise below 32 px.
+MIN_WORK_SIZE = 32
+
+
 def resolve_generator(cfg: GeneratorConfig, image_size: int, n_train: int) -> GeneratorConfig:
     """Fill data-dependent fields: working resolution, batch size, segmentation parameters, steps."""
     paper = cfg.preset == "paper"
     small = image_size <= 64
+    if cfg.work_size is not None and (cfg.work_size % 4 or cfg.work_size < MIN_WORK_SIZE):
+        raise ChimeraMixError(
+            f"--work-size {cfg.work_size} does not fit the generator: it needs a multiple of 4 and at least {MIN_WORK_SIZE} "
+            f"(e.g. --work-size {max(MIN_WORK_SIZE, -(-cfg.work_size // 4) * 4)})"
+        )
     work = cfg.work_size or (2 * image_size if (paper and image_size <= 32) else image_size)
-    if work % 4:
-        raise ChimeraMixError(f"the generator works at {work}x{work}, which is not a multiple of 4: pass --work-size (e.g. {work // 4 * 4 or 32})")
+    work = max(MIN_WORK_SIZE, -(-work // 4) * 4)  # compositions are resized back to the data's size, so rounding up is safe
     batch = cfg.batch_size or (64 if small else 8)
     seg = 60 if small else 400
     c = replace(cfg, work_size=work, batch_size=batch, seg_scale=cfg.seg_scale or seg, seg_min_size=cfg.seg_min_size or seg,

@@ -79,12 +79,12 @@ def _run_seed(seed: int, plan, gen_overrides: dict, clf_overrides: dict, root: s
             if mask not in gens:
                 t = time.perf_counter()
                 cfg = make_config(GeneratorConfig, **{**gen_overrides, "seed": seed, "mask": mask})
-                gens[mask] = str(fit_generator(cfg, force=force, progress=progress, root=root).run_dir)
+                gens[mask] = str(fit_generator(cfg, resume="auto", force=force, progress=progress, root=root).run_dir)
                 secs["generator"] += time.perf_counter() - t
             gen_dir = gens[mask]
         t = time.perf_counter()
         cfg = make_config(ClassifierConfig, **{**clf_overrides, "seed": seed, "method": name, "generator": gen_dir})
-        clfs.append(str(fit_classifier(cfg, force=force, progress=progress, root=root).run_dir))
+        clfs.append(str(fit_classifier(cfg, resume="auto", force=force, progress=progress, root=root).run_dir))
         secs["classifier"] += time.perf_counter() - t
     return list(gens.values()), clfs, secs
 

@@ -74,12 +74,14 @@ def read_run(path: str | Path, kind: str | None = None) -> dict:
     return info
 
 
-def prepare(path: str | Path, kind: str, config: dict, resume: bool, force: bool, ignore=()) -> RunDir:
+def prepare(path: str | Path, kind: str, config: dict, resume: bool | str, force: bool, ignore=()) -> RunDir:
     """Decide what to do with the output folder before any work starts.
 
     finished + same config -> already_finished (nothing to redo); finished +
     other config -> refuse unless force; unfinished -> resume if asked (the
     config must match), else refuse unless force; a foreign folder -> refuse.
+    resume="auto" resumes an unfinished run and starts one where there is none
+    (what `experiment` does, so a rerun of an interrupted chain goes on).
     """
     path = Path(path)
     if path.exists() and not path.is_dir():
@@ -88,10 +90,10 @@ def prepare(path: str | Path, kind: str, config: dict, resume: bool, force: bool
     if (path / RUN_FILE).is_file():
         info = read_run(path)
     elif path.is_dir() and any(path.iterdir()) and not force:
-        if resume:
+        if resume is True:
             raise ChimeraMixError(f"nothing to resume in {path}: it holds no {RUN_FILE}")
         raise ChimeraMixError(f"{path} exists and is not a chimeramix run: choose another --out (or --force to reuse it)")
-    elif resume:
+    elif resume is True:
         raise ChimeraMixError(f"nothing to resume in {path}: no run was started there")
 
     if info is not None:

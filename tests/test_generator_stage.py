@@ -134,3 +134,11 @@ def test_unknown_mask_and_unwritable_output(tmp_path):
         fit_generator(tiny(out=str(blocker)))
     with pytest.raises(ChimeraMixError, match="cannot write|choose"):
         fit_generator(tiny(out=str(blocker / "sub")))
+
+
+def test_work_size_is_rounded_up_to_what_the_networks_accept():
+    base = make_config(GeneratorConfig, "fast", spc=2)
+    assert [resolve_generator(base, s, 10).work_size for s in (8, 16, 30, 32, 50, 96)] == [32, 32, 32, 32, 52, 96]
+    for bad in (16, 30):
+        with pytest.raises(ChimeraMixError, match=f"--work-size {bad} .*multiple of 4 and at least 32"):
+            resolve_generator(make_config(GeneratorConfig, "fast", spc=2, work_size=bad), 32, 10)

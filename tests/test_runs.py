@@ -44,3 +44,19 @@ def test_unfinished_and_foreign_folders(tmp_path):
     with pytest.raises(ChimeraMixError, match="nothing to resume"):
         prepare(tmp_path / "empty", "generator", {}, True, False)
     assert (foreign / "notes.txt").read_text() == "keep me"
+
+
+def test_auto_resume_continues_unfinished_starts_fresh_and_still_refuses_foreign(tmp_path):
+    assert not prepare(tmp_path / "new", "generator", {"lr": 1}, "auto", False).resumed  # nothing there: a new run
+    p = tmp_path / "run"
+    run = prepare(p, "generator", {"lr": 1}, False, False)
+    run.write_info(new_info("generator", {"lr": 1}, {}, 10))
+    (p / "state.safetensors").write_bytes(b"")
+    assert prepare(p, "generator", {"lr": 1}, "auto", False).resumed
+    with pytest.raises(ChimeraMixError, match="cannot resume.*lr: 1 -> 2"):
+        prepare(p, "generator", {"lr": 2}, "auto", False)
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    with pytest.raises(ChimeraMixError, match="not a chimeramix run"):
+        prepare(foreign, "generator", {}, "auto", False)

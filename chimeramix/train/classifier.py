@@ -123,7 +123,7 @@ def _method_options(cfg: ClassifierConfig, gen_cfg: dict | None, image_size: int
     return opts
 
 
-def fit_classifier(cfg: ClassifierConfig, *, resume: bool = False, force: bool = False, progress: Progress = SILENT,
+def fit_classifier(cfg: ClassifierConfig, *, resume: bool | str = False, force: bool = False, progress: Progress = SILENT,
                    root: str | Path = "checkpoints") -> ClassifierResult:
     """Train, then evaluate once on the whole test set; writes result.json, report.md, confusion.png."""
     if cfg.mask is not None and cfg.mask not in M.MASK_KINDS:

@@ -121,7 +121,7 @@ def device_data(cfg: GeneratorConfig, subset, device, seed: int) -> DeviceData:
     return DeviceData(ImageSet(images, subset.labels, subset.classes), device, seed, segments)
 
 
-def fit_generator(cfg: GeneratorConfig, *, resume: bool = False, force: bool = False, progress: Progress = SILENT,
+def fit_generator(cfg: GeneratorConfig, *, resume: bool | str = False, force: bool = False, progress: Progress = SILENT,
                   root: str | Path = "checkpoints") -> GeneratorResult:
     """Train the mixing generator; returns where the run landed and its final losses."""
     if cfg.mask not in M.MASK_KINDS:

@@ -19,6 +19,10 @@ from ..progress import Progress
 from ..runs import METRICS_FILE, STATE_FILE, RunDir
 
 
+# fit-* need --resume to continue; experiment (and the make targets) resume unfinished runs by themselves.
+AGAIN = "run the same command with --resume to continue (`chimeramix experiment` and make targets: just run them again)"
+
+
 class RunInterrupted(ChimeraMixError):
     exit_code = 130
 
@@ -179,12 +183,12 @@ def run_steps(
         if in_step:  # stopped inside a step: the modules may be half-updated, keep the last checkpoint
             raise RunInterrupted(
                 f"interrupted during step {done + 1}; the checkpoint of step {info.get('checkpoint_step', 0)} in {run.path} "
-                "is kept: run the same command with --resume to continue"
+                f"is kept: {AGAIN}"
             ) from None
         flush()
         checkpoint()
         raise RunInterrupted(
-            f"interrupted at step {done} of {total}; state saved in {run.path}: run the same command with --resume to continue"
+            f"interrupted at step {done} of {total}; state saved in {run.path}: {AGAIN}"
         ) from None
     finally:
         progress.end(task)
