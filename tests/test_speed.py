@@ -21,12 +21,14 @@ def _gen_losses(speed, steps=3, mask="seg"):
     return [{k: v.item() for k, v in tr.step(s, steps).items()} for s in range(steps)]
 
 
-def _clf_losses(speed, steps=3, dropout=0.3):
+def _clf_losses(speed, steps=3, dropout=0.3, trainers=None):
     cfg = make_config(ClassifierConfig, "fast", data="digits", spc=2, device="cpu", batch_size=4, steps=steps, dropout=dropout)
     prep = prepare_data(cfg)
     cfg = resolve_classifier(cfg, 32, len(prep.subset))
     data = DeviceData(prep.subset, prep.device, 0)
     tr = ClassifierTrainer(cfg, data, seeded_generator(prep.device, 0, 2), build_method("none"), speed=speed)
+    if trainers is not None:
+        trainers.append(tr)
     return [tr.step(s)["loss"].item() for s in range(steps)]
 
 
@@ -63,3 +65,12 @@ def test_bf16_autocast_stays_close():
         assert b["rec"] == pytest.approx(a["rec"], rel=0.05)
         assert b["lap"] == pytest.approx(a["lap"], rel=0.05)
     assert _clf_losses(SpeedOptions(amp=True), steps=2) == pytest.approx(_clf_losses(SpeedOptions.reference(), steps=2), rel=0.05)
+
+
+def test_compiled_classifier_steps_match_plain():
+    # the one torch.compile path the CPU suite can afford (inductor builds C++ kernels: ~1 min)
+    ref = _clf_losses(SpeedOptions.reference(), steps=2, dropout=0.0)
+    trainers = []
+    compiled = _clf_losses(SpeedOptions(compile="default"), steps=2, dropout=0.0, trainers=trainers)
+    assert isinstance(trainers[0]._forward, torch._dynamo.eval_frame.OptimizedModule)  # really the compiled path
+    assert compiled == pytest.approx(ref, rel=1e-3)
