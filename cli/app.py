@@ -80,6 +80,7 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout instead of a table.")]
 LogEvery = Annotated[Optional[int], typer.Option(help="Fetch, check and log the losses every N steps. [default: 25 generator, 50 classifier]")]
 CheckpointEvery = Annotated[Optional[int], typer.Option(help="Save a resumable checkpoint every N steps. [default: 500 generator, 2000 classifier]")]
+DecoderResBlocks = Annotated[bool, typer.Option("--decoder-res-blocks/--published-decoder", help="Use the generator decoder's residual blocks, or drop them as the public code does.")]
 
 Amp = Annotated[str, typer.Option(help="bf16 autocast: auto (on for CUDA), on or off.")]
 ChannelsLast = Annotated[str, typer.Option(help="channels_last memory format: auto (on), on or off.")]
@@ -134,7 +135,7 @@ def fit_generator_cmd(
     ngf: Annotated[Optional[int], typer.Option(help="Generator base channels. [default: paper 64, fast 16]")] = None,
     ndf: Annotated[Optional[int], typer.Option(help="Discriminator base channels. [default: paper 64, fast 16]")] = None,
     work_size: Annotated[Optional[int], typer.Option(help="Resolution the generator works at. [default: paper: 2 x 32x32 data, else native]")] = None,
-    decoder_res_blocks: Annotated[bool, typer.Option("--decoder-res-blocks/--published-decoder", help="Use the decoder's residual blocks, or drop them as the public code does.")] = True,
+    decoder_res_blocks: DecoderResBlocks = True,
     grid_k: Annotated[Optional[int], typer.Option(help="Grid mask cells per side. [default: 4]")] = None,
     seg_scale: Annotated[Optional[float], typer.Option(help="Felzenszwalb scale. [default: 60 up to 64x64, else 400]")] = None,
     seg_min_size: Annotated[Optional[int], typer.Option(help="Felzenszwalb min_size. [default: 60 up to 64x64, else 400]")] = None,
@@ -305,7 +306,7 @@ def experiment(
     gen_steps: Annotated[Optional[int], typer.Option(help="Override the generator's total steps. [default: preset's]")] = None,
     clf_steps: Annotated[Optional[int], typer.Option(help="Override the classifier's total steps. [default: preset's]")] = None,
     jobs: Annotated[int, typer.Option(help="Seeds trained concurrently in separate processes.")] = 1,
-    decoder_res_blocks: Annotated[bool, typer.Option("--decoder-res-blocks/--published-decoder", help="Generators use the decoder's residual blocks, or drop them as the public code does.")] = True,
+    decoder_res_blocks: DecoderResBlocks = True,
     title: Annotated[str, typer.Option(help="Table title. [default: data, spc and preset]")] = "",
     data_dir: DataDir = None,
     image_size: ImageSize = None,
@@ -331,7 +332,8 @@ def experiment(
     with _progress(quiet) as p:
         res = run_experiment(
             data, spc, parse_seeds(seeds), preset=preset, masks=masks, methods=methods, device=device, out=out_stem,
-            root=checkpoints, gen_options={**common, "steps": gen_steps, "decoder_res_blocks": decoder_res_blocks}, clf_options={**common, "steps": clf_steps},
+            root=checkpoints, gen_options={**common, "steps": gen_steps, "decoder_res_blocks": decoder_res_blocks},
+            clf_options={**common, "steps": clf_steps},
             jobs=jobs, force=force, progress=p, title=title,
         )
     _print_table(res.rows, title or f"{data}: {spc} per class, preset {preset} (test accuracy %)")

@@ -26,7 +26,7 @@ from ..runs import METRICS_FILE, SPLIT_FILE, STATE_FILE, new_info, prepare
 from ..speed import SpeedOptions
 from .generator import load_generator
 from .loop import TrainState, run_steps
-from .setup import prepare_data, run_path, seeded_generator
+from .setup import decoder_suffix, prepare_data, run_path, seeded_generator
 
 WEIGHTS_FILE = "classifier.safetensors"
 
@@ -144,7 +144,8 @@ def fit_classifier(cfg: ClassifierConfig, *, resume: bool | str = False, force: 
         raise ChimeraMixError(f"method '{cfg.method}' needs a trained generator: pass --generator <fit-generator run folder>")
     if gen_info is not None and not method.needs_generator:
         raise ChimeraMixError(f"method '{cfg.method}' does not use a generator: drop --generator, or use --method chimeramix")
-    if gen_info is not None and not gen_info["config"].get("decoder_res_blocks", True):
+    published_decoder = gen_info is not None and not gen_info["config"].get("decoder_res_blocks", True)
+    if published_decoder:
         # Its own row in reports: the public code's decoder variant is an ablation, not the same method.
         method.label += " (published decoder)"
     # Decode the test set before anything is written: a corrupt or mis-sized test image must fail now, not after training.
@@ -159,8 +160,7 @@ def fit_classifier(cfg: ClassifierConfig, *, resume: bool | str = False, force: 
 
     config = {**to_dict(cfg), "method": method.name, "method_options": method.options, "fingerprint": prep.split.fingerprint}
     suffix = method.name.replace("+", "-") + (f"-{method.options['mask']}" if method.needs_generator else "")
-    if method.label.endswith("(published decoder)"):
-        suffix += "-pubdec"
+    suffix += decoder_suffix(not published_decoder)
     out = run_path(cfg, "clf", suffix, root)
     run = prepare(out, "classifier", config, resume, force, ignore=RUNTIME_FIELDS)
     if run.already_finished:

@@ -22,7 +22,7 @@ from ..progress import SILENT, Progress
 from ..runs import METRICS_FILE, STATE_FILE, SPLIT_FILE, new_info, prepare
 from ..speed import SpeedOptions
 from .loop import TrainState, run_steps
-from .setup import prepare_data, run_path, seeded_generator
+from .setup import decoder_suffix, prepare_data, run_path, seeded_generator
 
 WEIGHTS_FILE = "generator.safetensors"
 
@@ -130,7 +130,7 @@ def fit_generator(cfg: GeneratorConfig, *, resume: bool | str = False, force: bo
     speed = SpeedOptions.resolve(prep.device, cfg.amp, cfg.channels_last, cfg.fused, cfg.compile)
     cfg = resolve_generator(cfg, prep.train.image_size[0], len(prep.subset))
     config = {**to_dict(cfg), "fingerprint": prep.split.fingerprint}
-    out = run_path(cfg, "gen", cfg.mask + ("" if cfg.decoder_res_blocks else "-pubdec"), root)
+    out = run_path(cfg, "gen", cfg.mask + decoder_suffix(cfg.decoder_res_blocks), root)
     run = prepare(out, "generator", config, resume, force, ignore=RUNTIME_FIELDS)
     if run.already_finished:
         info = run.info()

@@ -36,6 +36,11 @@ def source_label(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(name).name or "data")
 
 
+def decoder_suffix(decoder_res_blocks: bool) -> str:
+    """Run-folder tag of generators (and their classifiers) with the public code's decoder, so both variants coexist."""
+    return "" if decoder_res_blocks else "-pubdec"
+
+
 def run_path(cfg, kind: str, suffix: str, root: str | Path = DEFAULT_ROOT) -> Path:
     if cfg.out:
         return Path(cfg.out)
