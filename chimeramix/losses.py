@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
-from kornia.geometry.transform import build_laplacian_pyramid
+from kornia.filters import filter2d
 
 
 def lsgan(pred: torch.Tensor, real: bool) -> torch.Tensor:
@@ -16,16 +14,40 @@ def lsgan(pred: torch.Tensor, real: bool) -> torch.Tensor:
 
 
 def reconstruction(rec1, x1, rec2, x2) -> torch.Tensor:
-    """MSE of the all-ones decode against x1 and the all-zeros decode against x2 (mean of the two)."""
-    return 0.5 * (F.mse_loss(rec1, x1) + F.mse_loss(rec2, x2))
+    """MSE of the all-ones decode against x1 plus the all-zeros decode against x2 (a sum, as the public code)."""
+    return F.mse_loss(rec1, x1) + F.mse_loss(rec2, x2)
+
+
+# The 5x5 binomial kernel ([1, 4, 6, 4, 1] / 16, outer product) of Burt & Adelson's pyramid and the public code.
+_BINOMIAL = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0]) / 16
+
+
+def laplacian_pyramid(x: torch.Tensor, levels: int = 3) -> list[torch.Tensor]:
+    """`levels` band-pass levels (no low-pass residual), as the public code's LapLoss builds them.
+
+    Blur (kornia's filter2d, reflect border) and keep every second pixel; expand by inserting zeros and
+    blurring with 4 x the kernel. kornia's own build_laplacian_pyramid is not used: its pyrdown/pyrup
+    resample bilinearly instead of decimating and zero-inserting (different band-pass levels:
+    tests/test_losses.py measures the gap), it appends the low-pass residual, and it pads 96 px images to 128.
+    """
+    kernel = torch.outer(_BINOMIAL, _BINOMIAL).to(x.device, x.dtype)[None]
+    out = []
+    current = x
+    for _ in range(levels):
+        if min(current.shape[-2:]) < 3:  # reflect padding by 2 needs 3 pixels: no finer band is left
+            break
+        down = filter2d(current, kernel, border_type="reflect")[..., ::2, ::2]
+        up = torch.zeros(*down.shape[:-2], 2 * down.shape[-2], 2 * down.shape[-1], device=x.device, dtype=x.dtype)
+        up[..., ::2, ::2] = down
+        up = filter2d(up, 4 * kernel, border_type="reflect")[..., : current.shape[-2], : current.shape[-1]]
+        out.append(current - up)
+        current = down
+    return out
 
 
 def laplacian(pred: torch.Tensor, target: torch.Tensor, levels: int = 3) -> torch.Tensor:
-    """L1 between Laplacian pyramids (kornia), summed over levels."""
-    levels = max(1, min(levels, int(math.log2(min(pred.shape[-2:])))))
-    pp = build_laplacian_pyramid(pred, levels)
-    pt = build_laplacian_pyramid(target, levels)
-    return sum(F.l1_loss(a, b) for a, b in zip(pp, pt))
+    """L1 between the band-pass levels of the two Laplacian pyramids, summed over levels."""
+    return sum(F.l1_loss(a, b) for a, b in zip(laplacian_pyramid(pred, levels), laplacian_pyramid(target, levels)))
 
 
 def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
