@@ -9,8 +9,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields, replace
 
 from .errors import ChimeraMixError
+from .masks import SEG_INPUTS, MaskSpec, check_choice
 
-PRESETS = ("paper", "fast")
+D_STEPS = ("fresh", "reuse")
+SEG_VIEWS = ("classifier", "generator")
+
+PRESETS = ("paper", "cpu", "fast")
 
 
 def repeats_per_epoch(spc: int, base: int = 500) -> int:
@@ -41,22 +45,29 @@ RUNTIME_FIELDS = ("device", "data_dir", "log_every", "checkpoint_every", "out", 
 class GeneratorConfig(DataOptions):
     preset: str = "fast"
     mask: str = "seg"
+    # How masks are drawn (chimeramix/masks.py, docs/fidelity.md); the defaults are the public code's rules.
+    seg_mask: str = "range"  # range: a label range of the partner's segments; bernoulli: each own segment with p 0.5
+    grid_offset: str = "batch"  # batch: one crop offset per batch; sample: one per sample
+    mask_resize: str = "nearest"  # pixel mask -> feature size: nearest or majority
+    seg_input: str = "float"  # Felzenszwalb on the [-1, 1] image (public code) or on uint8
+    d_step: str = "fresh"  # fresh: D sees a new composition after G's update, real = x1 or x2; reuse: G's composition, real = x1
     work_size: int | None = None  # resolution the generator works at; None: preset rule
     ngf: int = 16
     ndf: int = 16
     n_res: int = 2
-    decoder_res_blocks: bool = True
+    # The public code's decoder computes its residual blocks and discards them; its numbers come from that variant.
+    decoder_res_blocks: bool = False
     epochs: int = 200
-    repeats: int | None = None  # None: max(500 // spc, 1)
+    repeats: int | None = None  # None: max(500 // spc, 1) (STL-10-sized images: max(30 // spc, 1))
     steps: int | None = None  # total steps; overrides epochs x steps-per-epoch
     batch_size: int | None = None
     lr: float = 2e-4
     beta1: float = 0.5
     beta2: float = 0.999
-    w_rec: float = 1000.0
+    w_rec: float = 1000.0  # times mse(rec1, x1) + mse(rec2, x2), the public code's sum
     w_lap: float = 1.0
     w_adv: float = 1.0
-    lap_levels: int = 3
+    lap_levels: int = 3  # band-pass levels, no low-pass residual (the public code's LapLoss)
     lr_milestones: tuple[float, ...] = (0.3, 0.6, 0.8)
     lr_gamma: float = 0.2
     grid_k: int = 4
@@ -73,6 +84,8 @@ GENERATOR_PRESETS = {
     # The published settings: 200 epochs of max(500 // spc, 1) repeats, 32x32 data worked at 64x64.
     "paper": dict(ngf=64, ndf=64, epochs=200),
     # CPU-sized: a quarter of the channels, native resolution, a fixed number of steps.
+    # A CPU protocol (about an hour for the make target on 2 cores): the fast generator, trained longer.
+    "cpu": dict(ngf=16, ndf=16, steps=1500, batch_size=16),
     "fast": dict(ngf=16, ndf=16, steps=1000, batch_size=16),
 }
 
@@ -82,7 +95,10 @@ class ClassifierConfig(DataOptions):
     preset: str = "fast"
     method: str | None = None  # None: 'chimeramix' with --generator, else 'none'
     generator: str | None = None  # a generator run folder
-    mask: str | None = None  # None: the generator run's mask kind
+    mask: str | None = None  # None: the generator run's mask kind (another one is refused)
+    # Which view the classifier stage segments for seg masks: 'classifier' (its own images at their resolution,
+    # as the public code) or 'generator' (as the generator run segmented them, e.g. 32x32 data at 64x64).
+    seg_view: str = "classifier"
     p_generated: float = 0.5
     arch: str | None = None
     dropout: float = 0.3
@@ -105,6 +121,8 @@ CLASSIFIER_PRESETS = {
     "paper": dict(epochs=200),
     # CPU-sized: WRN-16-2 and a short run; the paper's lr (4.6e-3) is tuned for 100,000 steps and barely
     # moves a network in 1,000 (digits, spc 10, 600 steps: 9.9% at the paper's lr/wd, 87.7% at these).
+    # The CPU protocol: the fast network, 4x the steps (where ChimeraMix's lead showed on every seed, docs/results.md).
+    "cpu": dict(arch="wrn16-2", steps=4000, lr=0.05, weight_decay=5e-4),
     "fast": dict(arch="wrn16-2", steps=1000, lr=0.05, weight_decay=5e-4),
 }
 
@@ -143,6 +161,9 @@ def resolve_generator(cfg: GeneratorConfig, image_size: int, n_train: int) -> Ge
     """Fill data-dependent fields: working resolution, batch size, segmentation parameters, steps."""
     paper = cfg.preset == "paper"
     small = image_size <= 64
+    MaskSpec.from_config(cfg)  # refuses an unknown mask kind or rule in one line
+    check_choice("--seg-input", cfg.seg_input, SEG_INPUTS)
+    check_choice("--d-step", cfg.d_step, D_STEPS)
     if cfg.work_size is not None and (cfg.work_size % 4 or cfg.work_size < MIN_WORK_SIZE):
         raise ChimeraMixError(
             f"--work-size {cfg.work_size} does not fit the generator: it needs a multiple of 4 and at least {MIN_WORK_SIZE} "
@@ -154,7 +175,7 @@ def resolve_generator(cfg: GeneratorConfig, image_size: int, n_train: int) -> Ge
     seg = 60 if small else 400
     c = replace(cfg, work_size=work, batch_size=batch, seg_scale=cfg.seg_scale or seg, seg_min_size=cfg.seg_min_size or seg,
                 seg_size=cfg.seg_size or (64 if image_size <= 32 else work),
-                repeats=cfg.repeats or repeats_per_epoch(cfg.spc))
+                repeats=cfg.repeats or repeats_per_epoch(cfg.spc, 500 if small else 30))
     if c.steps is None:
         c = replace(c, steps=c.epochs * -(-n_train * c.repeats // batch))
     return c
@@ -163,6 +184,7 @@ def resolve_generator(cfg: GeneratorConfig, image_size: int, n_train: int) -> Ge
 def resolve_classifier(cfg: ClassifierConfig, image_size: int, n_train: int) -> ClassifierConfig:
     """Fill data-dependent fields: architecture, batch size, lr, weight decay, steps (paper: per dataset size)."""
     small = image_size <= 64
+    check_choice("--seg-view", cfg.seg_view, SEG_VIEWS)
     c = replace(
         cfg,
         arch=cfg.arch or ("wrn16-8" if small else "resnet50"),

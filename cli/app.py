@@ -67,7 +67,7 @@ DataDir = Annotated[Optional[Path], typer.Option(help="Where named datasets are 
 ImageSize = Annotated[Optional[int], typer.Option(help="Resize every image to N x N when loading. [default: keep the source's size]")]
 Spc = Annotated[int, typer.Option(help="Training images kept per class (the first N of a seeded shuffle).")]
 Seed = Annotated[int, typer.Option(help="Data split and training seed (the paper uses 0-4).")]
-Preset = Annotated[str, typer.Option(help="Hyperparameter preset: 'paper' (the published settings) or 'fast' (CPU-sized).")]
+Preset = Annotated[str, typer.Option(help="Hyperparameter preset: 'paper' (the public code's procedure and settings, a GPU job), 'cpu' (the CPU protocol, about an hour for a make target on 2 cores) or 'fast' (minutes: smoke tests and the demo).")]
 Device = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
 OutDir = Annotated[Optional[Path], typer.Option(help="Run folder. [default: checkpoints/<stage>-<data>-spc<N>-seed<S>-<method>-<preset>]")]
 Checkpoints = Annotated[Path, typer.Option(help="Folder in which default run folders are made.")]
@@ -80,7 +80,10 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout instead of a table.")]
 LogEvery = Annotated[Optional[int], typer.Option(help="Fetch, check and log the losses every N steps. [default: 25 generator, 50 classifier]")]
 CheckpointEvery = Annotated[Optional[int], typer.Option(help="Save a resumable checkpoint every N steps. [default: 500 generator, 2000 classifier]")]
-DecoderResBlocks = Annotated[bool, typer.Option("--decoder-res-blocks/--published-decoder", help="Use the generator decoder's residual blocks, or drop them as the public code does.")]
+DecoderResBlocks = Annotated[Optional[bool], typer.Option("--decoder-res-blocks/--no-decoder-res-blocks", help="Use the generator decoder's residual blocks (the paper's text) instead of dropping them as the public code does. [default: no]")]
+SegMask = Annotated[Optional[str], typer.Option(help="Segment mask rule: 'range' (public code: a contiguous range of the partner's segment labels) or 'bernoulli' (paper text: each own segment with p 0.5). [default: range]")]
+GridOffset = Annotated[Optional[str], typer.Option(help="Grid mask offset: 'batch' (public code: k x k cells stretched to size + size/k, one crop per batch) or 'sample' (cells of size/k, an offset per sample). [default: batch]")]
+MaskResize = Annotated[Optional[str], typer.Option(help="Pixel mask to feature size: 'nearest' (public code) or 'majority' (each cell goes with most of its pixels). [default: nearest]")]
 
 Amp = Annotated[str, typer.Option(help="bf16 autocast: auto (on for CUDA), on or off.")]
 ChannelsLast = Annotated[str, typer.Option(help="channels_last memory format: auto (on), on or off.")]
@@ -129,13 +132,18 @@ def fit_generator_cmd(
     epochs: Epochs = None,
     batch_size: BatchSize = None,
     lr: Annotated[Optional[float], typer.Option(help="Adam learning rate of G and D. [default: 2e-4]")] = None,
-    w_rec: Annotated[Optional[float], typer.Option(help="Weight of the reconstruction MSE. [default: 1000]")] = None,
-    w_lap: Annotated[Optional[float], typer.Option(help="Weight of the Laplacian-pyramid L1. [default: 1]")] = None,
+    w_rec: Annotated[Optional[float], typer.Option(help="Weight of the reconstruction loss, mse(rec1, x1) + mse(rec2, x2). [default: 1000]")] = None,
+    w_lap: Annotated[Optional[float], typer.Option(help="Weight of the Laplacian-pyramid L1 (3 band-pass levels). [default: 1]")] = None,
     w_adv: Annotated[Optional[float], typer.Option(help="Weight of the LSGAN term. [default: 1]")] = None,
     ngf: Annotated[Optional[int], typer.Option(help="Generator base channels. [default: paper 64, fast 16]")] = None,
     ndf: Annotated[Optional[int], typer.Option(help="Discriminator base channels. [default: paper 64, fast 16]")] = None,
     work_size: Annotated[Optional[int], typer.Option(help="Resolution the generator works at. [default: paper: 2 x 32x32 data, else native]")] = None,
-    decoder_res_blocks: DecoderResBlocks = True,
+    decoder_res_blocks: DecoderResBlocks = None,
+    seg_mask: SegMask = None,
+    grid_offset: GridOffset = None,
+    mask_resize: MaskResize = None,
+    seg_input: Annotated[Optional[str], typer.Option(help="Felzenszwalb input: 'float' (the [-1, 1] image, public code) or 'uint8'. [default: float]")] = None,
+    d_step: Annotated[Optional[str], typer.Option(help="Discriminator step: 'fresh' (public code: a new composition after G's update, real = x1 or x2) or 'reuse' (G's composition, real = x1). [default: fresh]")] = None,
     grid_k: Annotated[Optional[int], typer.Option(help="Grid mask cells per side. [default: 4]")] = None,
     seg_scale: Annotated[Optional[float], typer.Option(help="Felzenszwalb scale. [default: 60 up to 64x64, else 400]")] = None,
     seg_min_size: Annotated[Optional[int], typer.Option(help="Felzenszwalb min_size. [default: 60 up to 64x64, else 400]")] = None,
@@ -162,7 +170,8 @@ def fit_generator_cmd(
         GeneratorConfig, preset, data=data, data_dir=str(data_dir) if data_dir else None, image_size=image_size, spc=spc,
         seed=seed, device=device, mask=mask, out=str(out_dir) if out_dir else None, steps=steps, epochs=epochs,
         batch_size=batch_size, lr=lr, w_rec=w_rec, w_lap=w_lap, w_adv=w_adv, ngf=ngf, ndf=ndf, work_size=work_size,
-        decoder_res_blocks=decoder_res_blocks, grid_k=grid_k, seg_scale=seg_scale, seg_min_size=seg_min_size,
+        decoder_res_blocks=decoder_res_blocks, seg_mask=seg_mask, grid_offset=grid_offset, mask_resize=mask_resize,
+        seg_input=seg_input, d_step=d_step, grid_k=grid_k, seg_scale=seg_scale, seg_min_size=seg_min_size,
         log_every=log_every, checkpoint_every=checkpoint_every, **_speed(amp, channels_last, fused, compile),
     )
     with _progress(quiet or as_json) as p:
@@ -205,7 +214,8 @@ def fit_classifier_cmd(
     generator: Annotated[Optional[Path], typer.Option(help="A finished fit-generator run folder: train with ChimeraMix compositions.")] = None,
     method: Annotated[Optional[str], typer.Option(help="Training method (see `chimeramix methods`). [default: chimeramix with --generator, else none]")] = None,
     option: Annotated[Optional[list[str]], typer.Option("--option", "-o", help="A method option KEY=VALUE, e.g. -o alpha=0.4 (repeatable).")] = None,
-    mask: Annotated[Optional[str], typer.Option(help="Mask kind for compositions. [default: the generator run's]")] = None,
+    mask: Annotated[Optional[str], typer.Option(help="Mask kind for compositions; must match the generator run's. [default: the generator run's]")] = None,
+    seg_view: Annotated[str, typer.Option(help="What the classifier stage segments for seg masks: 'classifier' (its own images, as the public code) or 'generator' (as the generator run did).")] = "classifier",
     p_generated: Annotated[float, typer.Option(help="Probability that a batch is replaced by compositions.")] = 0.5,
     arch: Annotated[Optional[str], typer.Option(help="wrn16-8, wrn16-4, wrn16-2 or resnet50. [default: paper: wrn16-8 (32x32) / resnet50 (96x96); fast: wrn16-2]")] = None,
     preset: Preset = "fast",
@@ -237,7 +247,7 @@ def fit_classifier_cmd(
 
     cfg = make_config(
         ClassifierConfig, preset, data=data, data_dir=str(data_dir) if data_dir else None, image_size=image_size, spc=spc,
-        seed=seed, device=device, generator=str(generator) if generator else None, method=method, mask=mask,
+        seed=seed, device=device, generator=str(generator) if generator else None, method=method, mask=mask, seg_view=seg_view,
         p_generated=p_generated, arch=arch, out=str(out_dir) if out_dir else None, steps=steps, epochs=epochs,
         batch_size=batch_size, lr=lr, weight_decay=weight_decay, dropout=dropout, method_options=_parse_options(option),
         log_every=log_every, checkpoint_every=checkpoint_every, **_speed(amp, channels_last, fused, compile),
@@ -306,7 +316,9 @@ def experiment(
     gen_steps: Annotated[Optional[int], typer.Option(help="Override the generator's total steps. [default: preset's]")] = None,
     clf_steps: Annotated[Optional[int], typer.Option(help="Override the classifier's total steps. [default: preset's]")] = None,
     jobs: Annotated[int, typer.Option(help="Seeds trained concurrently in separate processes.")] = 1,
-    decoder_res_blocks: DecoderResBlocks = True,
+    decoder_res_blocks: DecoderResBlocks = None,
+    seg_mask: SegMask = None,
+    grid_offset: GridOffset = None,
     title: Annotated[str, typer.Option(help="Table title. [default: data, spc and preset]")] = "",
     data_dir: DataDir = None,
     image_size: ImageSize = None,
@@ -332,7 +344,8 @@ def experiment(
     with _progress(quiet) as p:
         res = run_experiment(
             data, spc, parse_seeds(seeds), preset=preset, masks=masks, methods=methods, device=device, out=out_stem,
-            root=checkpoints, gen_options={**common, "steps": gen_steps, "decoder_res_blocks": decoder_res_blocks},
+            root=checkpoints, gen_options={**common, "steps": gen_steps, "decoder_res_blocks": decoder_res_blocks,
+                                                  "seg_mask": seg_mask, "grid_offset": grid_offset},
             clf_options={**common, "steps": clf_steps},
             jobs=jobs, force=force, progress=p, title=title,
         )

@@ -120,3 +120,36 @@ def test_misspelt_method_option_is_refused(tmp_path):
     with pytest.raises(ChimeraMixError, match="no option alhpa.*alpha"):
         fit_classifier(clf(method="mixup", method_options={"alhpa": 0.4}), root=tmp_path)
     assert not any(tmp_path.iterdir())
+
+
+def test_a_generator_is_not_used_with_another_mask_kind(tmp_path, generator_run):
+    with pytest.raises(ChimeraMixError, match="trained with --mask seg, this run asks for grid"):
+        fit_classifier(clf(generator=str(generator_run), mask="grid"), root=tmp_path)
+    assert not any(tmp_path.iterdir())  # refused before a run folder was made
+
+
+def test_classifier_reads_the_generators_mask_rules(tmp_path, generator_run):
+    r = fit_classifier(clf(generator=str(generator_run), steps=2), root=tmp_path)
+    opts = r.result["config"]["method_options"]
+    assert (opts["mask"], opts["seg_mask"], opts["mask_resize"]) == ("seg", "range", "nearest")
+    over = fit_classifier(clf(generator=str(generator_run), steps=2, method_options={"seg_mask": "bernoulli"}), root=tmp_path)
+    assert over.result["label"] == "ChimeraMix+Seg (classifier masks: seg_rule=bernoulli)"  # an explicit override shows
+    assert over.run_dir != r.run_dir
+
+
+def test_seg_view_picks_which_resolution_is_segmented():
+    from chimeramix import masks as M
+    from chimeramix.data.imageset import ImageSet
+    from chimeramix.train.classifier import _segments_at_native
+
+    g = torch.Generator().manual_seed(0)
+    imgs = torch.randint(0, 256, (4, 3, 8, 8), generator=g, dtype=torch.uint8).repeat_interleave(4, 2).repeat_interleave(4, 3)
+    subset = ImageSet(imgs, torch.tensor([0, 0, 1, 1]), ("a", "b"))
+    gen_cfg = {"seg_size": 64, "work_size": 64, "seg_scale": 60, "seg_min_size": 60, "seg_input": "float"}
+    own = _segments_at_native(subset, gen_cfg, {}, "classifier")
+    assert torch.equal(own, M.compute_segments(imgs, 60, 60))  # the public code: the classifier's 32 px view
+    theirs = _segments_at_native(subset, gen_cfg, {}, "generator")
+    assert torch.equal(theirs, M.segments_at(imgs, 64, 32, 60, 60))
+    assert own.shape == theirs.shape == (4, 32, 32)
+    with pytest.raises(ChimeraMixError, match="--seg-view"):
+        resolve_classifier(clf(seg_view="both"), 32, 30)

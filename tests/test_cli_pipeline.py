@@ -104,12 +104,14 @@ def test_seed_and_method_parsing():
     assert ("mixup", None) in expand_methods("all", ["seg"]) and ("chimeramix+autoaugment", "seg") in expand_methods("all", ["seg"])
 
 
-def test_help_documents_every_option_with_its_default():
+def test_help_documents_every_option_with_its_default(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "250")  # rich reads the width from the environment; long option names stay whole
     for cmd in ("fit-generator", "fit-classifier", "experiment", "report", "datasets", "methods"):
         r = runner.invoke(app, [cmd, "--help"], terminal_width=200)
         assert r.exit_code == 0
     r = runner.invoke(app, ["fit-generator", "--help"], terminal_width=200)
-    for opt in ("--spc", "--mask", "--preset", "--resume", "--force", "--steps", "--published-decoder", "--device"):
+    for opt in ("--spc", "--mask", "--preset", "--resume", "--force", "--steps", "--decoder-res-blocks", "--seg-mask",
+                "--grid-offset", "--d-step", "--device"):
         assert opt in r.output
     assert "[default: seg]" in r.output and "[default: fast]" in r.output
 
@@ -134,20 +136,20 @@ def test_seeds_in_parallel_processes_match_sequential(folder, tmp_path):
     assert [r.accuracies for r in seq.rows] == [r.accuracies for r in par.rows]
 
 
-def test_published_decoder_variant_sits_beside_the_default_and_reports_as_its_own_row(folder, tmp_path):
+def test_decoder_variant_sits_beside_the_default_and_reports_as_its_own_row(folder, tmp_path):
     common = ["--data", folder, "--spc", 2, "--seeds", "0", "--preset", "fast", "--methods", "chimeramix", "--mask", "grid",
               "--gen-steps", 2, "--clf-steps", 2, *SMALL]
     runs = {}
-    for flag in ("--decoder-res-blocks", "--published-decoder"):
+    for flag in ("--no-decoder-res-blocks", "--decoder-res-blocks"):
         r = invoke("experiment", *common, flag, "--out", tmp_path / "results" / flag.strip("-"))
         assert r.exit_code == 0, r.output
         runs[flag] = json.loads((tmp_path / "results" / f"{flag.strip('-')}.json").read_text())
-    default, published = runs["--decoder-res-blocks"], runs["--published-decoder"]
-    assert default["generator_runs"] != published["generator_runs"]  # no clash, no refusal: both kept
-    assert published["generator_runs"][0].endswith("grid-pubdec-fast")
-    gen_cfg = json.loads((tmp_path / published["generator_runs"][0] / "run.json").read_text())["config"]
-    assert gen_cfg["decoder_res_blocks"] is False
+    default, variant = runs["--no-decoder-res-blocks"], runs["--decoder-res-blocks"]
+    assert default["generator_runs"] != variant["generator_runs"]  # no clash, no refusal: both kept
+    assert default["generator_runs"][0].endswith("grid-fast") and variant["generator_runs"][0].endswith("grid-decres-fast")
+    gen_cfg = json.loads((tmp_path / default["generator_runs"][0] / "run.json").read_text())["config"]
+    assert gen_cfg["decoder_res_blocks"] is False  # the public code's decoder is the default
     assert [t["method"] for t in default["table"]] == ["ChimeraMix+Grid"]
-    assert [t["method"] for t in published["table"]] == ["ChimeraMix+Grid (published decoder)"]
-    r = invoke("report", *default["classifier_runs"], *published["classifier_runs"], "--json")
-    assert [row["method"] for row in json.loads(r.stdout)] == ["ChimeraMix+Grid", "ChimeraMix+Grid (published decoder)"]
+    assert [t["method"] for t in variant["table"]] == ["ChimeraMix+Grid (decoder res blocks)"]
+    r = invoke("report", *default["classifier_runs"], *variant["classifier_runs"], "--json")
+    assert [row["method"] for row in json.loads(r.stdout)] == ["ChimeraMix+Grid", "ChimeraMix+Grid (decoder res blocks)"]

@@ -13,7 +13,7 @@ from chimeramix.config import ClassifierConfig, make_config, resolve_classifier
 from chimeramix.data.device import DeviceData
 from chimeramix.data.imageset import ImageSet
 from chimeramix.errors import ChimeraMixError
-from chimeramix.methods import METHODS, Chain, StepContext, build_method, known_methods
+from chimeramix.methods import METHODS, Chain, Method, StepContext, build_method, known_methods
 from chimeramix.methods.common import box_masks, centred_boxes, sample_beta, sample_gamma
 from chimeramix.methods.erasing import cutout_size
 from chimeramix.methods.mixing import ZETA_GAMMA_MIN, pairing_on, zeta_weights
@@ -419,30 +419,52 @@ def _check_two_parents(subset, idx, out):
 def test_gridmix_keeps_only_parent_pixels_on_a_grid():
     subset, data, idx, x, ctx = _pixelmix_setup()
     y = subset.labels[idx]
-    out, t = build_method("gridmix", {"p_generated": 1.0}).apply(x, y, ctx)
+    # the public rule at the image's own size: 4 cells stretched to 16 + 4 = 20 px (5 px each), one crop per batch
+    out, t = build_method("gridmix", {"p_generated": 1.0, "work_size": 16}).apply(x, y, ctx)
     assert t is y and ctx.extra["mixed"] == 1.0
     keep = _check_two_parents(subset, idx, out)
     assert 0.2 < keep.float().mean() < 0.8
-    cell = 16 // 4
+    cell = 5
     ar = torch.arange(16)
 
-    def on_grid(m, oy, ox):  # constant on every cell of a 4x4 grid shifted by (oy, ox)
+    def on_grid(m, oy, ox):  # constant on every cell of a grid of 5 px cells shifted by (oy, ox)
+        key = ((ar + oy) // cell)[:, None] * 100 + ((ar + ox) // cell)[None, :]
+        return all(len(m[key == k].unique()) == 1 for k in key.unique())
+
+    shared = [(oy, ox) for oy in range(4) for ox in range(4) if all(on_grid(m, oy, ox) for m in keep)]
+    assert shared  # one offset fits every sample of the batch
+    # and not trivially: a random mask is on no grid
+    assert not any(on_grid(torch.rand(16, 16) < 0.5, oy, ox) for oy in range(4) for ox in range(4))
+
+
+def test_gridmix_per_sample_offsets_are_the_option():
+    subset, data, idx, x, ctx = _pixelmix_setup()
+    method = build_method("gridmix", {"p_generated": 1.0, "work_size": 16, "grid_offset": "sample"})
+    assert method.label == "GridMix (sample offset)"
+    keep = _check_two_parents(subset, idx, method.apply(x, subset.labels[idx], ctx)[0])
+    cell, ar = 4, torch.arange(16)
+
+    def on_grid(m, oy, ox):
         key = ((ar + oy) // cell)[:, None] * 100 + ((ar + ox) // cell)[None, :]
         return all(len(m[key == k].unique()) == 1 for k in key.unique())
 
     for m in keep:
         assert any(on_grid(m, oy, ox) for oy in range(cell) for ox in range(cell))
-    # and not trivially: a random mask is on no grid
-    assert not any(on_grid(torch.rand(16, 16) < 0.5, oy, ox) for oy in range(cell) for ox in range(cell))
 
 
-def test_segmix_masks_are_unions_of_whole_segments():
+def _blocky_segments():
     g = torch.Generator().manual_seed(0)
     # blocky label maps with 5 labels, different per image
-    segments = torch.randint(0, 5, (6, 4, 4), generator=g).repeat_interleave(4, 1).repeat_interleave(4, 2).to(torch.int32)
+    return torch.randint(0, 5, (6, 4, 4), generator=g).repeat_interleave(4, 1).repeat_interleave(4, 2).to(torch.int32)
+
+
+def test_segmix_bernoulli_masks_are_unions_of_whole_own_segments():
+    segments = _blocky_segments()
     subset, data, idx, x, ctx = _pixelmix_setup(segments)
     y = subset.labels[idx]
-    out, t = build_method("segmix", {"p_generated": 1.0}).apply(x, y, ctx)
+    method = build_method("segmix", {"p_generated": 1.0, "seg_mask": "bernoulli"})
+    assert method.label == "SegMix (bernoulli segments)"
+    out, t = method.apply(x, y, ctx)
     assert t is y
     keep = _check_two_parents(subset, idx, out)
     seg = ctx.crop.apply(segments[idx])
@@ -453,6 +475,14 @@ def test_segmix_masks_are_unions_of_whole_segments():
             assert vals.all() or not vals.any()  # a segment is taken whole or not at all
         mixed += int(0 < m.float().mean() < 1)
     assert mixed >= 2
+
+
+def test_segmix_range_rule_mixes_two_parents():
+    subset, data, idx, x, ctx = _pixelmix_setup(_blocky_segments())
+    method = build_method("segmix", {"p_generated": 1.0})
+    assert method.label == "SegMix"  # the public code's rule is the default
+    keep = _check_two_parents(subset, idx, method.apply(x, subset.labels[idx], ctx)[0])
+    assert sum(int(0 < m.float().mean() < 1) for m in keep) >= 2
 
 
 def test_pixel_mixes_follow_chimeramix_batch_schedule():
@@ -560,3 +590,80 @@ def test_methods_command_lists_every_method(capsys, monkeypatch):
                   "alpha=1.0", "pairing_p=1.0", "num_magnitude_bins=31"):
         assert words in text
     assert np.all([r[3] for r in rows])
+
+
+# ---------------------------------------------------------------- the public code's order and precision
+
+
+class _Recorder(Method):
+    """A real policy-shaped method that negates images and records what it was applied to."""
+
+    name = "recorder"
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def apply(self, x, y, ctx):
+        self.seen.append(x.clone())
+        return -x, y
+
+
+@pytest.mark.parametrize("order", ["parents", "composition"])
+def test_policy_augments_both_parents_before_composing_by_default(order):
+    from chimeramix.methods import ChimeraMix
+
+    subset = _tiny_data()
+    data = DeviceData(subset, torch.device("cpu"), 0)
+    idx = torch.arange(12)
+    gen = torch.Generator().manual_seed(0)
+    crop = CropFlip.sample(12, 16, gen, "cpu")
+    x = normalize(crop.apply(subset.images))
+    cm = ChimeraMix(mask="grid", p_generated=1.0, work_size=16, seed=0, aug_order=order)
+    rec = _Recorder()
+    out, _ = Chain([cm, rec]).apply(x, subset.labels, StepContext(0, 10, 3, gen, idx, crop, data, _tiny_generator()))
+    if order == "parents":  # the public code: AutoAugment is part of each image's own transform, then the pair is composed
+        assert len(rec.seen) == 2 and torch.equal(rec.seen[0], x) and not torch.equal(rec.seen[1], x)
+        assert not torch.allclose(out, -rec.seen[0])
+    else:  # compose, then augment the composition
+        assert len(rec.seen) == 1 and not torch.allclose(rec.seen[0], x, atol=1e-3)
+        assert torch.equal(out, -rec.seen[0])
+
+
+def test_policy_alone_when_the_batch_is_not_replaced():
+    from chimeramix.methods import ChimeraMix
+
+    subset = _tiny_data()
+    data = DeviceData(subset, torch.device("cpu"), 0)
+    gen = torch.Generator().manual_seed(0)
+    crop = CropFlip.sample(12, 16, gen, "cpu")
+    x = normalize(crop.apply(subset.images))
+    rec = _Recorder()
+    out, _ = Chain([ChimeraMix(mask="grid", p_generated=0.0), rec]).apply(
+        x, subset.labels, StepContext(0, 10, 3, gen, torch.arange(12), crop, data, _tiny_generator()))
+    assert len(rec.seen) == 1 and torch.equal(out, -x)
+
+
+@pytest.mark.parametrize("name", ["mixup", "zeta-mixup", "cutmix", "autoaugment"])
+def test_methods_run_in_fp32_outside_bf16_autocast(name, tiny_subset):
+    """Only networks run in bf16: mixing weights, soft labels and policies' pixel ops stay fp32."""
+    cfg = make_config(ClassifierConfig, "fast", data="cifair10", arch="wrn16-2", steps=2, batch_size=6, method=name,
+                      amp="on", method_options={"p": 1.0})
+    cfg = resolve_classifier(cfg, 16, len(tiny_subset))
+    method = build_method(name, cfg.method_options)
+    seen = []
+    inner = method.apply
+
+    def recording_apply(x, y, ctx):
+        out, target = inner(x, y, ctx)
+        seen.append((torch.is_autocast_enabled("cpu"), out.dtype, target.dtype))
+        return out, target
+
+    method.apply = recording_apply
+    trainer = ClassifierTrainer(cfg, DeviceData(tiny_subset, torch.device("cpu"), 0), torch.Generator().manual_seed(0),
+                                method)
+    assert trainer.speed.amp  # the forward does run in bf16
+    out = trainer.step(0)
+    assert torch.isfinite(out["loss"])
+    enabled, xdtype, tdtype = seen[0]
+    assert not enabled and xdtype == torch.float32 and tdtype in (torch.float32, torch.long)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +27,8 @@ class StepContext:
     steps_per_epoch: int = 1  # so epoch-based schedules (SamplePairing) can be expressed in steps
     dataset: str = ""  # source name (e.g. 'cifair10'), for per-dataset defaults such as Cutout's size
     extra: dict = field(default_factory=dict)  # per-step facts for the metrics (e.g. generated: 1.0)
+    # The trainer's reduced-precision context: methods run in fp32 and enter it only for network forwards.
+    autocast: Callable = nullcontext
 
 
 class Method:
@@ -44,14 +48,18 @@ class Method:
         return x, y
 
     def loss(self, model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        logits = model(x)
+        logits = model(x).float()  # a bf16 forward's logits; the loss (and soft labels) stay fp32
         if target.dtype == torch.long:
             return F.cross_entropy(logits, target)
         return soft_cross_entropy(logits, target)
 
 
 class Chain(Method):
-    """Methods applied one after the other (e.g. chimeramix+autoaugment); the last one's loss is used."""
+    """Methods applied one after the other (e.g. chimeramix+autoaugment); the last one's loss is used.
+
+    ChimeraMix followed by a policy, with its option aug_order = 'parents' (the default, the public
+    code's order), hands the policy to ChimeraMix, which augments both parents before composing.
+    """
 
     def __init__(self, parts: list[Method]):
         super().__init__()
@@ -62,6 +70,9 @@ class Chain(Method):
         self.options = {k: v for p in parts for k, v in p.options.items()}
 
     def apply(self, x, y, ctx):
+        first = self.parts[0]
+        if len(self.parts) == 2 and first.needs_generator and first.options.get("aug_order") == "parents":
+            return first.apply(x, y, ctx, augment=self.parts[1])
         target = y
         for p in self.parts:
             x, target = p.apply(x, target, ctx)

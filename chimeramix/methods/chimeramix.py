@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import numpy as np
 import torch
 
 from .. import masks as M
 from ..augment import CropFlip, normalize, resize
+from ..masks import check_choice
 from .base import Method, StepContext
+from .common import check_probability
+
+AUG_ORDERS = ("parents", "composition")
 
 
 def replaced_at(seed: int, step: int, p: float) -> bool:
@@ -16,34 +22,48 @@ def replaced_at(seed: int, step: int, p: float) -> bool:
 
 
 @torch.no_grad()
-def compose(G: torch.nn.Module, x1: torch.Tensor, x2: torch.Tensor, mask: torch.Tensor, work_size: int) -> torch.Tensor:
-    """Compositions at the generator's resolution, returned at the batch's resolution."""
+def compose(G: torch.nn.Module, x1: torch.Tensor, x2: torch.Tensor, mask: torch.Tensor, work_size: int,
+            autocast=nullcontext) -> torch.Tensor:
+    """Compositions at the generator's resolution, returned (fp32) at the batch's resolution."""
     size = x1.shape[-1]
-    out = G(resize(x1, work_size), resize(x2, work_size), mask)
-    return resize(out, size).clamp_(-1, 1)
+    with autocast():  # only the frozen generator's convolutions run in reduced precision
+        out = G(resize(x1, work_size), resize(x2, work_size), mask)
+    return resize(out.float(), size).clamp_(-1, 1)
 
 
 class ChimeraMix(Method):
     name = "chimeramix"
     label = "ChimeraMix"
     paper = "Reinders, Schubert, Rosenhahn: ChimeraMix, IJCAI 2022"
-    defaults = {"p_generated": 0.5, "mask": "seg", "grid_k": 4, "work_size": 64, "seed": 0}
+    # Mask settings default to the generator run's (the classifier stage reads them from its run.json).
+    defaults = {"p_generated": 0.5, "mask": "seg", "seg_mask": "range", "grid_offset": "batch", "mask_resize": "nearest",
+                "grid_k": 4, "work_size": 64, "aug_order": "parents", "seed": 0}
     needs_generator = True
 
     def __init__(self, **options):
         super().__init__(**options)
-        self.label = f"ChimeraMix+{'Seg' if self.options['mask'] == 'seg' else 'Grid'}"
-
-    def apply(self, x, y, ctx: StepContext):
         o = self.options
-        replaced = replaced_at(o["seed"], ctx.step, o["p_generated"])
+        self.spec = M.MaskSpec.from_config(o)
+        self.p = check_probability("p_generated", o["p_generated"], self.name)
+        check_choice("chimeramix option aug_order", o["aug_order"], AUG_ORDERS)
+        self.label = f"ChimeraMix+{self.spec.label}"
+
+    def apply(self, x, y, ctx: StepContext, augment: Method | None = None):
+        """augment: a policy (AutoAugment, TrivialAugment) applied to each parent before composing, as the public
+        code does (and to the real batch when it is not replaced)."""
+        o = self.options
+        replaced = replaced_at(o["seed"], ctx.step, self.p)
         ctx.extra["generated"] = 1.0 if replaced else 0.0
         if not replaced:
-            return x, y
+            return augment.apply(x, y, ctx) if augment is not None else (x, y)
         data, gen = ctx.data, ctx.gen
         i2 = data.partners(ctx.idx, gen)
         p2 = CropFlip.sample(len(i2), x.shape[-1], gen, x.device)
         x2 = normalize(p2.apply(data.images[i2]))
-        seg = ctx.crop.apply(data.segments[ctx.idx]) if o["mask"] == "seg" else None
-        m = M.sample_masks(o["mask"], len(i2), o["work_size"] // 4, gen, x.device, seg, o["grid_k"], data.num_segments)
-        return compose(ctx.generator, x, x2, m, o["work_size"]), y
+        seg1 = seg2 = None
+        if self.spec.kind == "seg":
+            seg1, seg2 = ctx.crop.apply(data.segments[ctx.idx]), p2.apply(data.segments[i2])
+        m = self.spec.sample(len(i2), o["work_size"] // 4, gen, x.device, seg1, seg2, data.num_segments)
+        if augment is not None:
+            x, x2 = augment.apply(x, y, ctx)[0], augment.apply(x2, y, ctx)[0]
+        return compose(ctx.generator, x, x2, m, o["work_size"], ctx.autocast), y

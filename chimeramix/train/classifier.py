@@ -26,7 +26,7 @@ from ..runs import METRICS_FILE, SPLIT_FILE, STATE_FILE, new_info, prepare
 from ..speed import SpeedOptions
 from .generator import load_generator
 from .loop import TrainState, run_steps
-from .setup import decoder_suffix, prepare_data, run_path, seeded_generator
+from .setup import prepare_data, run_path, seeded_generator, variant_label, variant_suffix
 
 WEIGHTS_FILE = "classifier.safetensors"
 
@@ -77,10 +77,12 @@ class ClassifierTrainer:
         idx = data.batch_indices(step, cfg.batch_size)
         crop = CropFlip.sample(len(idx), data.images.shape[-1], self.gen, data.device)
         x = normalize(crop.apply(data.images[idx]))
+        autocast = lambda: self.speed.autocast(data.device)  # noqa: E731
         ctx = StepContext(step, cfg.steps, len(data.classes), self.gen, idx, crop, data, self.G,
-                          steps_per_epoch=self.steps_per_epoch, dataset=cfg.data)
-        with self.speed.autocast(data.device):  # the frozen generator's convolutions run in bf16 too; pixel ops stay fp32
-            x, target = self.method.apply(x, data.labels[idx], ctx)
+                          steps_per_epoch=self.steps_per_epoch, dataset=cfg.data, autocast=autocast)
+        # Methods run in fp32 (mixing weights, soft labels, policies' pixel ops); only networks enter autocast.
+        x, target = self.method.apply(x, data.labels[idx], ctx)
+        with autocast():
             loss = self.method.loss(self._forward, self.speed.inputs(x.float()), target)
         loss = loss.float()
         self.opt.zero_grad(set_to_none=True)
@@ -109,13 +111,22 @@ def _method_options(cfg: ClassifierConfig, gen_cfg: dict | None, image_size: int
     opts.setdefault("seed", cfg.seed)
     opts.setdefault("p_generated", cfg.p_generated)
     if gen_cfg is not None:
-        opts.setdefault("mask", cfg.mask or gen_cfg["mask"])
-        opts.setdefault("work_size", gen_cfg["work_size"])
-        opts.setdefault("grid_k", gen_cfg["grid_k"])
+        # The generator's mask rules travel with it; asking for another kind is refused (it learned this one).
+        spec = M.MaskSpec.from_config(gen_cfg)
+        asked = cfg.mask or opts.get("mask")
+        if asked and asked != spec.kind:
+            raise ChimeraMixError(
+                f"the generator in {cfg.generator} was trained with --mask {spec.kind}, this run asks for {asked}: "
+                f"drop --mask to use the generator's, or train a generator with --mask {asked}"
+            )
+        for k, v in (("mask", spec.kind), ("seg_mask", spec.seg_rule), ("grid_offset", spec.grid_offset),
+                     ("mask_resize", spec.resize), ("grid_k", spec.grid_k), ("work_size", gen_cfg["work_size"])):
+            opts.setdefault(k, v)
     else:
         if cfg.mask:
             opts.setdefault("mask", cfg.mask)
-        # SegMix without a generator segments as ChimeraMix would: 32x32 worked at 64 (scale 60), large images at 400
+        # GridMix and SegMix without a generator draw masks as ChimeraMix would: 32x32 data at 64, Felzenszwalb 60/60
+        # up to 64x64, 400/400 for larger images
         small = image_size <= 64
         opts.setdefault("work_size", 2 * image_size if image_size <= 32 else image_size)
         opts.setdefault("seg_scale", 60 if small else 400)
@@ -126,8 +137,8 @@ def _method_options(cfg: ClassifierConfig, gen_cfg: dict | None, image_size: int
 def fit_classifier(cfg: ClassifierConfig, *, resume: bool | str = False, force: bool = False, progress: Progress = SILENT,
                    root: str | Path = "checkpoints") -> ClassifierResult:
     """Train, then evaluate once on the whole test set; writes result.json, report.md, confusion.png."""
-    if cfg.mask is not None and cfg.mask not in M.MASK_KINDS:
-        raise ChimeraMixError(f"unknown --mask '{cfg.mask}': choose grid or seg")
+    if cfg.mask is not None:
+        M.check_choice("--mask", cfg.mask, M.MASK_KINDS)
     G = gen_info = None
     if cfg.generator:
         gen_info = _read_generator_info(cfg.generator)
@@ -144,10 +155,20 @@ def fit_classifier(cfg: ClassifierConfig, *, resume: bool | str = False, force: 
         raise ChimeraMixError(f"method '{cfg.method}' needs a trained generator: pass --generator <fit-generator run folder>")
     if gen_info is not None and not method.needs_generator:
         raise ChimeraMixError(f"method '{cfg.method}' does not use a generator: drop --generator, or use --method chimeramix")
-    published_decoder = gen_info is not None and not gen_info["config"].get("decoder_res_blocks", True)
-    if published_decoder:
-        # Its own row in reports: the public code's decoder variant is an ablation, not the same method.
-        method.label += " (published decoder)"
+    variant = ""
+    if gen_info is not None:
+        # Its own row in reports (and folder): a generator variant of docs/fidelity.md is an ablation, not the same method.
+        method.label += variant_label(gen_info["config"])
+        variant = variant_suffix(gen_info["config"])
+        gen_spec, own = M.MaskSpec.from_config(gen_info["config"]), M.MaskSpec.from_config(method.options)
+        if own != gen_spec:  # an explicit -o override of the generator's mask rules: visible in the row and folder
+            diff = [f"{k}={v}" for k, v in own.to_dict().items() if gen_spec.to_dict()[k] != v]
+            method.label += f" (classifier masks: {', '.join(diff)})"
+            variant += "-" + "-".join(d.replace("=", "_") for d in diff)
+    if (method.needs_generator and method.options.get("mask") == "seg") or method.options.get("needs_segments"):
+        if cfg.seg_view == "generator":
+            method.label += " (generator-view segments)"
+            variant += "-genseg"
     # Decode the test set before anything is written: a corrupt or mis-sized test image must fail now, not after training.
     test = prep.source.load("test")
     if tuple(test.classes) != tuple(prep.train.classes):
@@ -160,7 +181,7 @@ def fit_classifier(cfg: ClassifierConfig, *, resume: bool | str = False, force: 
 
     config = {**to_dict(cfg), "method": method.name, "method_options": method.options, "fingerprint": prep.split.fingerprint}
     suffix = method.name.replace("+", "-") + (f"-{method.options['mask']}" if method.needs_generator else "")
-    suffix += decoder_suffix(not published_decoder)
+    suffix += variant
     out = run_path(cfg, "clf", suffix, root)
     run = prepare(out, "classifier", config, resume, force, ignore=RUNTIME_FIELDS)
     if run.already_finished:
@@ -173,7 +194,7 @@ def fit_classifier(cfg: ClassifierConfig, *, resume: bool | str = False, force: 
         G = speed.prepare_module(G)
     segments = None
     if (method.needs_generator and method.options.get("mask") == "seg") or method.options.get("needs_segments"):
-        segments = _segments_at_native(prep.subset, gen_info["config"] if gen_info else None, method.options)
+        segments = _segments_at_native(prep.subset, gen_info["config"] if gen_info else None, method.options, cfg.seg_view)
     progress.message(f"classifier {cfg.arch} ({method.label}): {len(prep.subset)} images, {cfg.steps} steps on {prep.device}")
     gen = seeded_generator(prep.device, cfg.seed, stream=2)
     data = DeviceData(prep.subset, prep.device, cfg.seed, segments)
@@ -219,11 +240,16 @@ def _read_generator_info(path) -> dict:
     return info
 
 
-def _segments_at_native(subset: ImageSet, gen_cfg: dict | None, opts: dict) -> torch.Tensor:
-    """Felzenszwalb maps computed once as the generator computed them, kept at the classifier's resolution."""
+def _segments_at_native(subset: ImageSet, gen_cfg: dict | None, opts: dict, view: str = "classifier") -> torch.Tensor:
+    """Felzenszwalb maps computed once, kept at the classifier's resolution.
+
+    view 'classifier': segment the classifier's own images (the public code segments its 32 px view, about
+    5 segments per CIFAR image); 'generator': segment as the generator run did (32 px data at 64 px, ~17).
+    """
     size = subset.images.shape[-1]
     g = gen_cfg or {}
-    seg_size = g.get("seg_size") or g.get("work_size") or opts.get("work_size") or size
+    seg_size = size if view == "classifier" else (g.get("seg_size") or g.get("work_size") or opts.get("work_size") or size)
     scale = g.get("seg_scale") or opts.get("seg_scale") or 60
     min_size = g.get("seg_min_size") or opts.get("seg_min_size") or 60
-    return M.segments_at(subset.images, seg_size, size, scale, min_size, g.get("seg_sigma") or 0.8)
+    return M.segments_at(subset.images, seg_size, size, scale, min_size, g.get("seg_sigma") or 0.8,
+                         as_float=g.get("seg_input", "float") == "float")

@@ -22,7 +22,7 @@ from ..progress import SILENT, Progress
 from ..runs import METRICS_FILE, STATE_FILE, SPLIT_FILE, new_info, prepare
 from ..speed import SpeedOptions
 from .loop import TrainState, run_steps
-from .setup import decoder_suffix, prepare_data, run_path, seeded_generator
+from .setup import prepare_data, run_path, seeded_generator, variant_suffix
 
 WEIGHTS_FILE = "generator.safetensors"
 
@@ -57,6 +57,7 @@ class GeneratorTrainer:
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr, betas=betas, **sp.optimizer_kwargs())
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr, betas=betas, **sp.optimizer_kwargs())
         self.feature_size = MixingGenerator.feature_size(cfg.work_size)
+        self.masks = M.MaskSpec.from_config(cfg)
         self._outputs = sp.compiled(self.G.train_outputs)
         self._D = sp.compiled(self.D)
 
@@ -64,16 +65,21 @@ class GeneratorTrainer:
         return TrainState({"generator": self.G, "discriminator": self.D}, {"g": self.opt_g, "d": self.opt_d}, self.gen)
 
     def batch(self, step: int):
-        """Augmented same-class pairs and a mask of the configured kind for `step`."""
+        """Augmented same-class pairs, a mask of the configured kind for `step`, and a way to draw another mask."""
         cfg, data, gen = self.cfg, self.data, self.gen
         i1 = data.batch_indices(step, cfg.batch_size)
         i2 = data.partners(i1, gen)
         p1 = CropFlip.sample(len(i1), cfg.work_size, gen, data.device)
         p2 = CropFlip.sample(len(i1), cfg.work_size, gen, data.device)
         x1, x2 = normalize(p1.apply(data.images[i1])), normalize(p2.apply(data.images[i2]))
-        seg = p1.apply(data.segments[i1]) if cfg.mask == "seg" else None
-        mask = M.sample_masks(cfg.mask, len(i1), self.feature_size, gen, data.device, seg, cfg.grid_k, data.num_segments)
-        return self.speed.inputs(x1), self.speed.inputs(x2), mask
+        seg1 = seg2 = None
+        if cfg.mask == "seg":
+            seg1, seg2 = p1.apply(data.segments[i1]), p2.apply(data.segments[i2])
+
+        def draw():
+            return self.masks.sample(len(i1), self.feature_size, gen, data.device, seg1, seg2, data.num_segments)
+
+        return self.speed.inputs(x1), self.speed.inputs(x2), draw(), draw
 
     def step(self, step: int, total: int) -> dict[str, torch.Tensor]:
         cfg = self.cfg
@@ -81,7 +87,7 @@ class GeneratorTrainer:
         for opt in (self.opt_g, self.opt_d):
             for g in opt.param_groups:
                 g["lr"] = lr
-        x1, x2, mask = self.batch(step)
+        x1, x2, mask, draw_mask = self.batch(step)
         autocast = self.speed.autocast(self.data.device)
         with autocast:
             rec1, rec2, mix = self._outputs(x1, x2, mask)
@@ -99,12 +105,22 @@ class GeneratorTrainer:
         loss_g.backward()
         self.opt_g.step()
 
-        # Discriminator update: real x1 vs the composition, in one batched call.
+        # Discriminator update, real vs generated in one batched call.
         self.D.requires_grad_(True)
+        if cfg.d_step == "fresh":
+            # The public code: a new mask, the updated G's composition, and x1 or x2 (one coin per batch) as the real.
+            with torch.no_grad(), autocast:
+                fake = self.G(x1, x2, draw_mask()).float()
+            coin = torch.rand((), generator=self.gen, device=x1.device) < 0.5  # a select, not an `if`: no host sync
+            real = torch.where(coin, x2, x1)
+        else:
+            fake, real = mix.detach(), x1
         with autocast:
-            d = self._D(torch.cat([x1, mix.detach()])).float()
+            d = self._D(torch.cat([real, fake])).float()
         n = x1.shape[0]
-        loss_d = 0.5 * (lsgan(d[:n], True) + lsgan(d[n:], False))
+        loss_d = lsgan(d[:n], True) + lsgan(d[n:], False)
+        if cfg.d_step != "fresh":
+            loss_d = 0.5 * loss_d
         self.opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         self.opt_d.step()
@@ -117,20 +133,20 @@ def device_data(cfg: GeneratorConfig, subset, device, seed: int) -> DeviceData:
     images = resize_uint8(subset.images, cfg.work_size)
     segments = None
     if cfg.mask == "seg":
-        segments = M.segments_at(subset.images, cfg.seg_size, cfg.work_size, cfg.seg_scale, cfg.seg_min_size, cfg.seg_sigma)
+        segments = M.segments_at(subset.images, cfg.seg_size, cfg.work_size, cfg.seg_scale, cfg.seg_min_size, cfg.seg_sigma,
+                                 as_float=cfg.seg_input == "float")
     return DeviceData(ImageSet(images, subset.labels, subset.classes), device, seed, segments)
 
 
 def fit_generator(cfg: GeneratorConfig, *, resume: bool | str = False, force: bool = False, progress: Progress = SILENT,
                   root: str | Path = "checkpoints") -> GeneratorResult:
     """Train the mixing generator; returns where the run landed and its final losses."""
-    if cfg.mask not in M.MASK_KINDS:
-        raise ChimeraMixError(f"unknown --mask '{cfg.mask}': choose grid or seg")
+    M.MaskSpec.from_config(cfg)  # an unknown mask kind or rule fails before any data is read
     prep = prepare_data(cfg)
     speed = SpeedOptions.resolve(prep.device, cfg.amp, cfg.channels_last, cfg.fused, cfg.compile)
     cfg = resolve_generator(cfg, prep.train.image_size[0], len(prep.subset))
     config = {**to_dict(cfg), "fingerprint": prep.split.fingerprint}
-    out = run_path(cfg, "gen", cfg.mask + decoder_suffix(cfg.decoder_res_blocks), root)
+    out = run_path(cfg, "gen", cfg.mask + variant_suffix(cfg), root)
     run = prepare(out, "generator", config, resume, force, ignore=RUNTIME_FIELDS)
     if run.already_finished:
         info = run.info()
@@ -191,9 +207,12 @@ def save_samples(path, G: MixingGenerator, data: DeviceData, cfg: GeneratorConfi
     ones, zeros = torch.ones_like(f1[:, :1]), torch.zeros_like(f1[:, :1])
     cols = [x1, x2, G.decoder(G.mix(f1, f2, ones)), G.decoder(G.mix(f1, f2, zeros))]
     fs = f1.shape[-1]
+    spec = M.MaskSpec.from_config(cfg)
+    seg1 = data.segments[idx1] if cfg.mask == "seg" else None
+    seg2 = data.segments[idx2] if cfg.mask == "seg" else None
     for _ in range(3):
-        seg = data.segments[idx1] if cfg.mask == "seg" else None
-        m = M.sample_masks(cfg.mask, pairs, fs, gen, data.device, seg, cfg.grid_k, data.num_segments)
-        cols += [m * 2 - 1, G.decoder(G.mix(f1, f2, m))]
+        m = spec.sample(pairs, fs, gen, data.device, seg1, seg2, data.num_segments)
+        # shown at the images' resolution so the picture lines up with x1 / x2
+        cols += [M.to_feature_size(m, x1.shape[-1]) * 2 - 1, G.decoder(G.mix(f1, f2, m))]
     G.train(was_training)
     save_grid(path, [denormalize(c) for c in cols])

@@ -36,9 +36,35 @@ def source_label(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(name).name or "data")
 
 
-def decoder_suffix(decoder_res_blocks: bool) -> str:
-    """Run-folder tag of generators (and their classifiers) with the public code's decoder, so both variants coexist."""
-    return "" if decoder_res_blocks else "-pubdec"
+# Generator settings whose non-default value gets a run-folder tag and a report label, so that the variants
+# of docs/fidelity.md land in their own folders and rows beside the default (the public code's procedure).
+# (field, value that departs, folder tag, label, applies to mask kind or None for both)
+VARIANTS = (
+    ("decoder_res_blocks", True, "decres", "decoder res blocks", None),
+    ("seg_mask", "bernoulli", "bern", "Bernoulli segments", "seg"),
+    ("grid_offset", "sample", "cellsample", "per-sample grid offset", "grid"),
+    ("mask_resize", "majority", "majority", "majority-resized mask", None),
+    ("seg_input", "uint8", "u8", "uint8 segmentation", "seg"),
+    ("d_step", "reuse", "dreuse", "D reuses G's composition", None),
+)
+
+
+def _variants(gen_cfg) -> list[tuple[str, str]]:
+    get = gen_cfg.get if isinstance(gen_cfg, dict) else (lambda k, d=None: getattr(gen_cfg, k, d))
+    kind = get("mask")
+    return [(tag, label) for field, value, tag, label, only in VARIANTS
+            if get(field) == value and (only is None or only == kind)]
+
+
+def variant_suffix(gen_cfg) -> str:
+    """Run-folder tag of a generator's departures from the default procedure ('' for the default)."""
+    return "".join(f"-{tag}" for tag, _ in _variants(gen_cfg))
+
+
+def variant_label(gen_cfg) -> str:
+    """Report-label suffix of the same departures, e.g. ' (Bernoulli segments)'."""
+    labels = [label for _, label in _variants(gen_cfg)]
+    return f" ({', '.join(labels)})" if labels else ""
 
 
 def run_path(cfg, kind: str, suffix: str, root: str | Path = DEFAULT_ROOT) -> Path:
