@@ -14,7 +14,7 @@ from .errors import ChimeraMixError
 from .fileio import write_json
 from .methods import build_method, known_methods
 from .progress import SILENT, Progress
-from .report import Row, group_by_method, load_results, write_tables
+from .report import Row, Table, group_by_setting, load_results, write_tables
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -50,11 +50,13 @@ def expand_methods(spec: str, masks: list[str]) -> list[tuple[str, str | None]]:
 
 @dataclass
 class ExperimentResult:
-    rows: list[Row]
+    rows: list[Row]  # every table's rows, in table order (one table unless reused runs differ in setting)
     results: list[dict]
     generator_runs: list[str]
+    tables: list[Table] = field(default_factory=list)
     table_md: Path | None = None
     table_csv: Path | None = None
+    charts: list[Path] = field(default_factory=list)
     summary_json: Path | None = None
     seconds: dict = field(default_factory=dict)
 
@@ -139,15 +141,15 @@ def run_experiment(
                     secs[k] += s[k]
     secs["wall"] = time.perf_counter() - t0
     results = load_results(clf_runs)
-    rows = group_by_method(results)
-    res = ExperimentResult(rows, results, sorted(set(gen_runs)), seconds=secs)
+    tables = group_by_setting(results)
+    res = ExperimentResult([r for t in tables for r in t.rows], results, sorted(set(gen_runs)), tables, seconds=secs)
     if out:
         out = Path(out)
-        res.table_md, res.table_csv = write_tables(rows, out, title or f"{data}, {spc} samples per class, preset {preset}")
+        res.table_md, res.table_csv, res.charts = write_tables(tables, out, title or f"{data}, {spc} samples per class, preset {preset}")
         res.summary_json = out.with_suffix(".json")
         write_json(res.summary_json, {
             "data": data, "spc": spc, "seeds": list(seeds), "preset": preset, "methods": [f"{n}:{m}" if m else n for n, m in plan],
-            "table": [{"method": r.method, "mean": r.mean, "std": r.std, "seeds": r.seeds, "accuracies": r.accuracies} for r in rows],
+            "table": [{"setting": t.name, **r.to_dict()} for t in tables for r in t.rows],
             "classifier_runs": clf_runs, "generator_runs": res.generator_runs, "seconds": secs,
         })
     return res

@@ -101,7 +101,7 @@ def save_confusion(path: str | Path, matrix: list[list[int]], classes: list[str]
 
 
 def save_results_plot(path: str | Path, rows, title: str = "") -> None:
-    """Mean test accuracy per method with the std over seeds as error bars, each seed as a dot."""
+    """Mean test accuracy per method with the std over seeds as error bars (none for one seed), each seed as a dot."""
     import textwrap
 
     plt = _mpl()
@@ -115,11 +115,12 @@ def save_results_plot(path: str | Path, rows, title: str = "") -> None:
         ax.barh(y, r.mean, xerr=r.std, color=colour, alpha=0.55, capsize=3, height=0.7)
         ax.scatter(r.accuracies, [y] * len(r.accuracies), s=10, color="black", zorder=3)
         # the figure beside the axes, so it never collides with bars or dots
-        ax.text(1.02, y, f"{r.mean:.1f} ± {r.std:.1f}", va="center", fontsize=8, transform=ax.get_yaxis_transform())
+        spread = f"{r.std:.1f}" if r.std is not None else "n/a"
+        ax.text(1.02, y, f"{r.mean:.1f} ± {spread}", va="center", fontsize=8, transform=ax.get_yaxis_transform())
     ax.set_yticks(ys, [r.method for r in rows], fontsize=8)
     ax.set_ylim(-0.6, n - 0.4)
     lo = min(min(r.accuracies) for r in rows)
-    hi = max(max(r.accuracies + [r.mean + r.std]) for r in rows)
+    hi = max(max(r.accuracies + [r.mean + (r.std or 0)]) for r in rows)
     ax.set_xlim(max(0.0, lo - 3), min(100.0, hi + 2))
     ax.set_xlabel("test accuracy (%)")
     ax.grid(axis="x", alpha=0.3)

@@ -1,15 +1,18 @@
-"""Metrics of one run, and tables over many runs (mean +- std over seeds, grouped by method)."""
+"""Metrics of one run, and tables over many runs: mean +- std over seeds per method, paired differences to the
+baseline, one table per setting (runs that computed different things are never averaged)."""
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from .config import RUNTIME_FIELDS
 from .errors import ChimeraMixError
 from .fileio import read_json, write_text
 
@@ -56,24 +59,87 @@ def run_markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
+BASELINE = "Baseline"
+NA = "n/a"
+
+
+@dataclass
+class PairedStats:
+    """A method minus the baseline over the seeds both ran, in accuracy points; None where n < 2 leaves nothing to say."""
+
+    diffs: list[float]
+    mean: float
+    ci_low: float | None
+    ci_high: float | None
+    p: float | None
+    n: int
+    level: float = 0.95
+
+    @property
+    def excludes_zero(self) -> bool:
+        """Whether the confidence interval lies wholly on one side of 0 (the table marks it with *)."""
+        return self.ci_low is not None and (self.ci_low > 0 or self.ci_high < 0)
+
+
+def paired_difference(a: list[float], b: list[float], level: float = 0.95) -> PairedStats:
+    """Mean of a[i] - b[i] with its confidence interval from the paired t distribution (df = n - 1) and the two-sided p."""
+    if len(a) != len(b):
+        raise ChimeraMixError(f"paired values need one of each per seed: got {len(a)} and {len(b)} values")
+    if not a:
+        raise ChimeraMixError("no paired values: the two lists share no seed")
+    diffs = [float(x) - float(y) for x, y in zip(a, b)]
+    n = len(diffs)
+    mean = sum(diffs) / n
+    if n < 2:
+        return PairedStats(diffs, mean, None, None, None, n, level)
+    se = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1)) / math.sqrt(n)
+    if se == 0:
+        # every seed moved by exactly the same amount: no spread, so the interval is a point and any shift is certain
+        return PairedStats(diffs, mean, mean, mean, 0.0 if mean else 1.0, n, level)
+    from scipy import stats  # imported here: every classifier run imports this module, few need scipy
+
+    half = float(stats.t.ppf(0.5 + level / 2, n - 1)) * se
+    p = float(2 * stats.t.sf(abs(mean) / se, n - 1))
+    return PairedStats(diffs, mean, mean - half, mean + half, p, n, level)
+
+
 @dataclass
 class Row:
     method: str
     accuracies: list[float]  # percent, one per seed, in seed order
     seeds: list[int]
+    run_dirs: list[str] = field(default_factory=list)
+    vs_baseline: PairedStats | None = None  # None for the baseline itself and in tables without one
 
     @property
     def mean(self) -> float:
         return sum(self.accuracies) / len(self.accuracies)
 
     @property
-    def std(self) -> float:
-        """Sample standard deviation (n - 1); 0 for a single run."""
+    def std(self) -> float | None:
+        """Sample standard deviation (n - 1); None for a single run, which has no spread to measure."""
         n = len(self.accuracies)
         if n < 2:
-            return 0.0
+            return None
         m = self.mean
         return math.sqrt(sum((a - m) ** 2 for a in self.accuracies) / (n - 1))
+
+    def to_dict(self) -> dict:
+        """The row as JSON: percent, and null where a figure cannot be computed."""
+        d = {"method": self.method, "mean": self.mean, "std": self.std, "seeds": self.seeds, "accuracies": self.accuracies}
+        s = self.vs_baseline
+        if s is not None:
+            d.update(diffs=s.diffs, diff_mean=s.mean if s.n else None, ci_low=s.ci_low, ci_high=s.ci_high, p=s.p, n_paired=s.n)
+        return d
+
+
+@dataclass
+class Table:
+    """Runs that computed the same thing except for method and seed: one row per method."""
+
+    name: str  # what sets it apart, e.g. "source cifar10, spc 5, preset fast, 1000 steps"
+    setting: dict
+    rows: list[Row]
 
 
 def load_results(run_dirs: list[str | Path]) -> list[dict]:
@@ -90,45 +156,226 @@ def load_results(run_dirs: list[str | Path]) -> list[dict]:
     return out
 
 
-def group_by_method(results: list[dict]) -> list[Row]:
-    """One row per method label, runs sorted by seed; the baseline first, then in order of appearance."""
-    groups: dict[str, list[tuple[int, float]]] = {}
+# Config fields that do not make a table: the seed varies within one, runtime fields change no number, and the
+# method's own fields tell rows apart. Data, spc and image size come from the split, which records what was used
+# (the config holds what was asked for: a path, or None for the native size).
+_NOT_SETTING = frozenset(RUNTIME_FIELDS) | {"seed", "data", "spc", "image_size", "fingerprint", "method", "method_options",
+                                            "generator", "mask", "p_generated"}
+
+
+def setting_of(result: dict) -> dict:
+    """What a run's accuracy depends on besides its method and seed: runs that differ here are never averaged."""
+    split = result.get("split", {})
+    setting = {k: split.get(k) for k in ("source", "spc", "image_size", "fingerprint")}
+    setting.update({k: v for k, v in sorted(result.get("config", {}).items()) if k not in _NOT_SETTING})
+    return setting
+
+
+def _method_key(result: dict) -> tuple[str, str]:
+    # method_options repeats the run's seed, which must not split a method's row
+    opts = {k: v for k, v in result.get("config", {}).get("method_options", {}).items() if k != "seed"}
+    return result["label"], json.dumps(opts, sort_keys=True, default=str)
+
+
+def _value(v) -> str:
+    return "x".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
+
+
+def _rows(results: list[dict]) -> list[Row]:
+    """Rows of one setting: runs sorted by seed, the baseline first, paired differences to it."""
+    groups: dict[tuple[str, str], dict[int, tuple[float, str]]] = {}
     for r in results:
-        groups.setdefault(r["label"], []).append((r["split"]["seed"], 100 * r["accuracy"]))
-    rows = [Row(m, [a for _, a in sorted(v)], [s for s, _ in sorted(v)]) for m, v in groups.items()]
-    rows.sort(key=lambda r: r.method != "Baseline")
+        per_seed = groups.setdefault(_method_key(r), {})
+        seed = r["split"]["seed"]
+        if seed in per_seed:
+            raise ChimeraMixError(
+                f"{per_seed[seed][1]} and {r.get('run_dir', '?')} are both {r['label']} seed {seed} in the same setting: "
+                f"report only one of them"
+            )
+        per_seed[seed] = (100 * r["accuracy"], r.get("run_dir", ""))
+    # a label run with different method options gets a row per variant, named by the options that differ
+    variants: dict[str, list[dict]] = {}
+    for label, opts in groups:
+        variants.setdefault(label, []).append(json.loads(opts))
+    rows = []
+    for (label, opts), per_seed in groups.items():
+        name = label
+        if len(variants[label]) > 1:
+            mine = json.loads(opts)
+            differ = sorted({k for v in variants[label] for k in set(v) | set(mine) if v.get(k) != mine.get(k)})
+            name += " (" + ", ".join(f"{k}={_value(mine[k]) if k in mine else '-'}" for k in differ) + ")"
+        seeds = sorted(per_seed)
+        rows.append(Row(name, [per_seed[s][0] for s in seeds], seeds, [per_seed[s][1] for s in seeds]))
+    rows.sort(key=lambda r: r.method != BASELINE)
+    base = rows[0] if rows and rows[0].method == BASELINE else None
+    for r in rows[1:] if base else []:
+        b = dict(zip(base.seeds, base.accuracies))
+        shared = [s for s in r.seeds if s in b]
+        if shared:
+            mine = dict(zip(r.seeds, r.accuracies))
+            r.vs_baseline = paired_difference([mine[s] for s in shared], [b[s] for s in shared])
+        else:
+            r.vs_baseline = PairedStats([], math.nan, None, None, None, 0)  # no seed in common: nothing to pair
     return rows
 
 
-def table_markdown(rows: list[Row], title: str = "") -> str:
+def _describe(settings: list[dict]) -> list[str]:
+    """Names for tables: data, spc, preset and steps always, then whatever else differs between them."""
+    always = ("source", "spc", "preset", "steps")
+    keys = list(dict.fromkeys(k for s in settings for k in s))
+    differ = [k for k in keys if k not in always and len({_value(s.get(k)) for s in settings}) > 1]
+    names = []
+    for s in settings:
+        parts = [f"{k} {_value(s[k])}" for k in always[:3] if s.get(k) is not None]
+        if s.get("steps") is not None:
+            parts.append(f"{s['steps']} steps")
+        parts += [f"{k.replace('_', ' ')} {_value(s.get(k, '-'))}" for k in differ]
+        names.append(", ".join(parts))
+    return names
+
+
+def group_by_setting(results: list[dict]) -> list[Table]:
+    """One table per setting (data, spc, preset, steps, architecture, ...), in order of appearance; see `setting_of`."""
+    by: dict[str, tuple[dict, list[dict]]] = {}
+    for r in results:
+        s = setting_of(r)
+        by.setdefault(json.dumps(s, sort_keys=True, default=str), (s, []))[1].append(r)
+    settings = [s for s, _ in by.values()]
+    return [Table(name, s, _rows(rs)) for name, (s, rs) in zip(_describe(settings), by.values())]
+
+
+def group_by_method(results: list[dict]) -> list[Row]:
+    """One row per method of runs that share one setting; the baseline first, then in order of appearance."""
+    tables = group_by_setting(results)
+    if len(tables) > 1:
+        raise ChimeraMixError(
+            f"these runs fall into {len(tables)} settings ({'; '.join(t.name for t in tables)}): "
+            f"report them with group_by_setting, one table each"
+        )
+    return tables[0].rows if tables else []
+
+
+def _fmt(v: float | None, spec: str = ".2f") -> str:
+    return NA if v is None else format(v, spec)
+
+
+def _fmt_p(p: float | None) -> str:
+    return NA if p is None else ("<0.001" if p < 0.001 else f"{p:.3f}")
+
+
+def _fmt_delta(s: PairedStats) -> str:
+    if s.n == 0:
+        return NA
+    ci = f"[{s.ci_low:.2f}, {s.ci_high:.2f}]" if s.ci_low is not None else f"[{NA}]"
+    return f"{s.mean:+.2f} {ci}" + (" *" if s.excludes_zero else "")
+
+
+def table_cells(rows: list[Row]) -> tuple[list[str], list[list[str]]]:
+    """Header and cells of a table as text (the markdown table and the terminal's share them)."""
     seeds = sorted({s for r in rows for s in r.seeds})
-    head = "| method | mean ± std | " + " | ".join(f"seed {s}" for s in seeds) + " |"
-    lines = ([f"## {title}", ""] if title else []) + [head, "| --- | ---: |" + " ---: |" * len(seeds)]
+    paired = any(r.vs_baseline is not None for r in rows)
+    base_row = next((r for r in rows if r.method == BASELINE), None)
+    base = dict(zip(base_row.seeds, base_row.accuracies)) if base_row else {}
+    head = ["method", "mean ± std"] + (["Δ vs baseline [95% CI]", "p", "paired n"] if paired else [])
+    head += [f"seed {s}" for s in seeds]
+    cells = []
     for r in rows:
+        line = [r.method, f"{r.mean:.2f} ± {_fmt(r.std)}"]
+        s = r.vs_baseline
+        if paired:
+            line += ["-", "-", "-"] if s is None else [_fmt_delta(s), _fmt_p(s.p), str(s.n)]
         per = dict(zip(r.seeds, r.accuracies))
-        cells = " | ".join(f"{per[s]:.2f}" if s in per else "-" for s in seeds)
-        lines.append(f"| {r.method} | {r.mean:.2f} ± {r.std:.2f} | {cells} |")
-    lines += ["", f"Test accuracy in percent; std is the sample standard deviation over seeds (n - 1); n = {len(seeds)} seeds."]
+        # each seed's difference to the baseline beside the accuracy, where both ran it
+        diff = {x: a - base[x] for x, a in per.items() if x in base} if s is not None else {}
+        line += [("-" if x not in per else f"{per[x]:.2f}" + (f" ({diff[x]:+.2f})" if x in diff else "")) for x in seeds]
+        cells.append(line)
+    return head, cells
+
+
+def table_markdown(rows: list[Row], title: str = "") -> str:
+    """One table in markdown, with a note on what its figures are."""
+    head, cells = table_cells(rows)
+    lines = ([f"## {title}", ""] if title else []) + ["| " + " | ".join(head) + " |", "| --- |" + " ---: |" * (len(head) - 1)]
+    lines += ["| " + " | ".join(c) + " |" for c in cells]
+    n = len({s for r in rows for s in r.seeds})
+    lines += ["", f"Test accuracy in percent; std is the sample standard deviation over seeds (n - 1, {NA} for one seed); "
+                  f"n = {n} seed{'s' if n != 1 else ''}."]
+    if any(r.vs_baseline is not None for r in rows):
+        lines.append("Δ: method minus Baseline in accuracy points (each seed's in parentheses beside it), averaged over the "
+                     "paired n seeds both ran; 95% confidence interval from the paired t distribution (df = n - 1), p from "
+                     f"the two-sided paired t-test, both {NA} below 2 pairs; * marks an interval that excludes 0.")
     return "\n".join(lines) + "\n"
 
 
-def table_csv(rows: list[Row]) -> str:
+CSV_COLUMNS = ["setting", "method", "mean", "std", "n", "seeds", "accuracies", "diffs", "diff_mean", "ci_low", "ci_high", "p",
+               "n_paired"]
+
+
+def _csv_rows(rows: list[Row], setting: str) -> list[list[str]]:
+    out = []
+    for r in rows:
+        line = [setting, r.method, f"{r.mean:.4f}", _fmt(r.std, ".4f"), len(r.accuracies), " ".join(map(str, r.seeds)),
+                " ".join(f"{a:.4f}" for a in r.accuracies)]
+        s = r.vs_baseline
+        if s is None:  # the baseline itself, or no baseline to compare with
+            line += [""] * 6
+        else:
+            line += [" ".join(f"{d:.4f}" for d in s.diffs), NA if s.n == 0 else f"{s.mean:.4f}", _fmt(s.ci_low, ".4f"),
+                     _fmt(s.ci_high, ".4f"), _fmt(s.p, ".6f"), s.n]
+        out.append(line)
+    return out
+
+
+def table_csv(rows: list[Row], setting: str = "") -> str:
+    """One table as CSV; empty Δ cells: no comparison (the baseline's row), n/a: too few seeds to compute."""
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["method", "mean", "std", "n", "seeds", "accuracies"])
-    for r in rows:
-        w.writerow([r.method, f"{r.mean:.4f}", f"{r.std:.4f}", len(r.accuracies), " ".join(map(str, r.seeds)),
-                    " ".join(f"{a:.4f}" for a in r.accuracies)])
+    w.writerow(CSV_COLUMNS)
+    w.writerows(_csv_rows(rows, setting))
     return buf.getvalue()
 
 
-def write_tables(rows: list[Row], stem: str | Path, title: str = "") -> tuple[Path, Path]:
-    """<stem>.md and <stem>.csv, plus <stem>.png (a chart of the same numbers)."""
+def report_csv(tables: list[Table]) -> str:
+    """Every table in one CSV, told apart by the setting column."""
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(CSV_COLUMNS)
+    for t in tables:
+        w.writerows(_csv_rows(t.rows, t.name))
+    return buf.getvalue()
+
+
+def chart_paths(stem: str | Path, tables: list[Table]) -> list[Path]:
+    """<stem>.png for one table, <stem>-1.png, <stem>-2.png, ... for several."""
+    stem = Path(stem)
+    if len(tables) == 1:
+        return [stem.with_suffix(".png")]
+    return [stem.with_name(f"{stem.name}-{i}.png") for i in range(1, len(tables) + 1)]
+
+
+def report_markdown(tables: list[Table], title: str = "", charts: list[Path] | None = None) -> str:
+    """Every table in markdown: one titled by `title` (else its setting), several each under its setting."""
+    if len(tables) == 1:
+        parts = [table_markdown(tables[0].rows, title or tables[0].name)]
+    else:
+        parts = [f"# {title}\n"] if title else []
+        parts += [table_markdown(t.rows, t.name) for t in tables]
+    if charts:
+        first = 1 if len(tables) > 1 and title else 0
+        for i, c in enumerate(charts):
+            parts[first + i] += f"\n![accuracy per method]({Path(c).name})\n"
+    return "\n".join(parts)
+
+
+def write_tables(tables: list[Table], stem: str | Path, title: str = "") -> tuple[Path, Path, list[Path]]:
+    """<stem>.md and <stem>.csv, plus a chart of the same numbers per table (see `chart_paths`)."""
     from .plots import save_results_plot
 
     stem = Path(stem)
     md, cs = stem.with_suffix(".md"), stem.with_suffix(".csv")
-    write_text(md, table_markdown(rows, title) + f"\n![accuracy per method]({stem.name}.png)\n")
-    write_text(cs, table_csv(rows))
-    save_results_plot(stem.with_suffix(".png"), rows, title)
-    return md, cs
+    charts = chart_paths(stem, tables)
+    write_text(md, report_markdown(tables, title, charts))
+    write_text(cs, report_csv(tables))
+    for t, c in zip(tables, charts):
+        save_results_plot(c, t.rows, title if len(tables) == 1 and title else t.name)
+    return md, cs, charts

@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from chimeramix import __version__
@@ -276,31 +277,40 @@ def report(
     title: Annotated[str, typer.Option(help="Table title.")] = "",
     as_json: AsJson = False,
 ):
-    """Mean +- std test accuracy over seeds, one row per method, like the paper's tables."""
-    from chimeramix.report import group_by_method, load_results, write_tables
+    """Mean +- std test accuracy over seeds per method, and each method's paired difference to the baseline.
 
-    rows = group_by_method(load_results(runs or []))
+    Runs that differ in anything but method and seed (data, spc, preset, steps, ...) go in separate tables.
+    """
+    from chimeramix.report import group_by_setting, load_results, write_tables
+
+    tables = group_by_setting(load_results(runs or []))
     if as_json:
-        print(json.dumps([{"method": r.method, "mean": r.mean, "std": r.std, "seeds": r.seeds, "accuracies": r.accuracies} for r in rows], indent=2))
+        print(json.dumps([{"setting": t.name, **r.to_dict()} for t in tables for r in t.rows], indent=2))
     else:
-        _print_table(rows, title)
+        if title and len(tables) > 1:
+            out.print(f"[bold]{escape(title)}[/bold]")
+        for t in tables:
+            _print_table(t, title if len(tables) == 1 else "")
     if out_stem:
-        md, cs = write_tables(rows, out_stem, title)
+        md, cs, charts = write_tables(tables, out_stem, title)
         if not as_json:
-            out.print(f"wrote {md}, {cs} and {md.with_suffix('.png')}")
+            out.print(f"wrote {md}, {cs} and {', '.join(map(str, charts))}")
 
 
-def _print_table(rows, title: str = "") -> None:
-    seeds = sorted({s for r in rows for s in r.seeds})
-    t = Table(title=title or "test accuracy (%)")
-    t.add_column("method")
-    t.add_column("mean ± std", justify="right")
-    for s in seeds:
-        t.add_column(f"seed {s}", justify="right")
-    for r in rows:
-        per = dict(zip(r.seeds, r.accuracies))
-        t.add_row(r.method, f"[bold]{r.mean:.2f} ± {r.std:.2f}[/bold]", *[f"{per[s]:.2f}" if s in per else "-" for s in seeds])
+def _print_table(table, title: str = "") -> None:
+    from chimeramix.report import table_cells
+
+    head, cells = table_cells(table.rows)
+    t = Table(title=escape(title or f"{table.name} (test accuracy %)"))
+    # the method names stay whole on a narrow terminal; the number columns fold instead
+    t.add_column(head[0], no_wrap=True, min_width=max(len(c[0]) for c in cells) if cells else None)
+    for h in head[1:]:
+        t.add_column(h, justify="right", overflow="fold")
+    for c in ([escape(x) for x in line] for line in cells):  # "[n/a]" would read as rich markup
+        t.add_row(c[0], f"[bold]{c[1]}[/bold]", *c[2:])
     out.print(t)
+    if any(r.vs_baseline is not None for r in table.rows):
+        out.print("Δ: method minus Baseline (points) over the seeds both ran, 95% CI from the paired t; * the CI excludes 0")
 
 
 @app.command()
@@ -349,13 +359,14 @@ def experiment(
             clf_options={**common, "steps": clf_steps},
             jobs=jobs, force=force, progress=p, title=title,
         )
-    _print_table(res.rows, title or f"{data}: {spc} per class, preset {preset} (test accuracy %)")
+    for t in res.tables:
+        _print_table(t, (title or f"{data}: {spc} per class, preset {preset} (test accuracy %)") if len(res.tables) == 1 else "")
     s = res.seconds
     out.print(f"wall time {s['wall']:.0f} s (generators {s['generator']:.0f} s, classifiers {s['classifier']:.0f} s, summed over runs)")
     if res.generator_runs:
         out.print(f"sample grid: {Path(res.generator_runs[0]) / 'samples.png'}")
     if res.table_md:
-        out.print(f"wrote {res.table_md}, {res.table_csv}, {res.summary_json} and {res.table_md.with_suffix('.png')}")
+        out.print(f"wrote {res.table_md}, {res.table_csv}, {res.summary_json} and {', '.join(map(str, res.charts))}")
 
 
 @app.command("methods")

@@ -153,3 +153,28 @@ def test_decoder_variant_sits_beside_the_default_and_reports_as_its_own_row(fold
     assert [t["method"] for t in variant["table"]] == ["ChimeraMix+Grid (decoder res blocks)"]
     r = invoke("report", *default["classifier_runs"], *variant["classifier_runs"], "--json")
     assert [row["method"] for row in json.loads(r.stdout)] == ["ChimeraMix+Grid", "ChimeraMix+Grid (decoder res blocks)"]
+
+
+def test_report_prints_paired_columns_and_refuses_a_seed_clash_in_one_line(tmp_path):
+    # hand-written result.json files: the report reads nothing else, so no training is needed
+    def run(name, label, seed, acc, spc=5):
+        d = tmp_path / name
+        d.mkdir()
+        cfg = {"preset": "fast", "steps": 1000, "arch": "wrn16-2", "method_options": {"seed": seed}}
+        (d / "result.json").write_text(json.dumps({"label": label, "accuracy": acc, "config": cfg,
+                                                   "split": {"source": "x", "spc": spc, "seed": seed}}))
+        return d
+
+    runs = [run("b0", "Baseline", 0, 0.30), run("m0", "MixUp", 0, 0.34), run("b2", "Baseline", 0, 0.20, spc=2)]
+    r = runner.invoke(app, ["report", *map(str, runs)], terminal_width=250)
+    assert r.exit_code == 0, r.output
+    assert "spc 5" in r.stdout and "spc 2" in r.stdout  # two tables
+    assert "+4.00 [n/a]" in r.stdout and "± n/a" in r.stdout  # brackets survive rich's markup
+    r = runner.invoke(app, ["report", *map(str, runs), "--json"])
+    rows = json.loads(r.stdout)
+    assert [(x["setting"].split(", ")[1], x["method"], x["std"]) for x in rows] == [
+        ("spc 5", "Baseline", None), ("spc 5", "MixUp", None), ("spc 2", "Baseline", None)]
+    assert rows[1]["diff_mean"] == pytest.approx(4) and rows[1]["p"] is None
+    r = runner.invoke(app, ["report", *map(str, runs), str(run("b0-again", "Baseline", 0, 0.31))])
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert r.exit_code == 2 and len(lines) == 1 and "b0 and" in lines[0] and "b0-again" in lines[0]
