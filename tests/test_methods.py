@@ -667,3 +667,26 @@ def test_methods_run_in_fp32_outside_bf16_autocast(name, tiny_subset):
     assert torch.isfinite(out["loss"])
     enabled, xdtype, tdtype = seen[0]
     assert not enabled and xdtype == torch.float32 and tdtype in (torch.float32, torch.long)
+
+
+def test_cosine_loss_with_cross_entropy_head_trains_the_head(tiny_subset):
+    """Barz & Denzler's L_cos + 0.1 L_xent: a softmax head on the normalised embedding, in the optimizer and checkpoint."""
+    import torch.nn.functional as F
+
+    m = build_method("cosine", {"xent": 0.1})
+    assert m.label == "Cosine loss + 0.1 cross-entropy" and build_method("cosine").label == "Cosine loss"
+    head = m.modules(3, "cpu")["xent_head"]
+    y = torch.tensor([0, 2])
+    logits = torch.tensor([[3.0, 0.0, 0.0], [1.0, 1.0, 0.0]])
+    expected = 0.5 + 0.1 * F.cross_entropy(head(F.normalize(logits, dim=1)), y).item()
+    assert abs(m.loss(lambda x: logits, torch.zeros(2, 3, 4, 4), y).item() - expected) < 1e-6
+    cfg = resolve_classifier(make_config(ClassifierConfig, "fast", data="x", arch="wrn16-2", steps=2, batch_size=6,
+                                         method="cosine", method_options={"xent": 0.1}), 16, len(tiny_subset))
+    method = build_method("cosine", {"xent": 0.1})
+    trainer = ClassifierTrainer(cfg, DeviceData(tiny_subset, torch.device("cpu"), 0), torch.Generator().manual_seed(0), method)
+    w = method.head.weight.detach().clone()
+    trainer.step(0)
+    assert not torch.equal(w, method.head.weight)  # the head learns
+    assert "method.xent_head" in trainer.state().modules  # and is saved with resumable state
+    with pytest.raises(ChimeraMixError, match="xent"):
+        build_method("cosine", {"xent": -1})

@@ -47,6 +47,10 @@ class Method:
         """x: float N x 3 x H x W in [-1, 1]; returns (x, target) where target is y or N x K soft labels."""
         return x, y
 
+    def modules(self, num_classes: int, device) -> dict[str, torch.nn.Module]:
+        """Extra trainable modules the method's loss needs (e.g. a head), trained and checkpointed with the network."""
+        return {}
+
     def loss(self, model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         logits = model(x).float()  # a bf16 forward's logits; the loss (and soft labels) stay fp32
         if target.dtype == torch.long:
@@ -77,6 +81,9 @@ class Chain(Method):
         for p in self.parts:
             x, target = p.apply(x, target, ctx)
         return x, target
+
+    def modules(self, num_classes, device):
+        return {k: v for p in self.parts for k, v in p.modules(num_classes, device).items()}
 
     def loss(self, model, x, target):
         return self.parts[-1].loss(model, x, target)

@@ -63,11 +63,14 @@ class ClassifierTrainer:
         self.model = sp.prepare_module(build_classifier(cfg.arch, len(data.classes), cfg.dropout).to(data.device))
         self._forward = sp.compiled(self.model)
         self.steps_per_epoch = max(1, -(-data.n * cfg.repeats // cfg.batch_size))
-        self.opt = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
+        self.extra_modules = method.modules(len(data.classes), data.device)
+        params = [*self.model.parameters(), *(p for m in self.extra_modules.values() for p in m.parameters())]
+        self.opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
                                    weight_decay=cfg.weight_decay, **sp.optimizer_kwargs())
 
     def state(self) -> TrainState:
-        return TrainState({"classifier": self.model}, {"sgd": self.opt}, self.gen)
+        return TrainState({"classifier": self.model, **{f"method.{k}": m for k, m in self.extra_modules.items()}},
+                          {"sgd": self.opt}, self.gen)
 
     def step(self, step: int) -> dict[str, torch.Tensor]:
         cfg, data = self.cfg, self.data
