@@ -157,13 +157,18 @@ def to_dict(cfg) -> dict:
 MIN_WORK_SIZE = 32
 
 
+def check_generator_choices(cfg: GeneratorConfig) -> None:
+    """Refuse an unknown mask kind, mask rule, segmentation input or D step in one line (before any work)."""
+    MaskSpec.from_config(cfg)
+    check_choice("--seg-input", cfg.seg_input, SEG_INPUTS)
+    check_choice("--d-step", cfg.d_step, D_STEPS)
+
+
 def resolve_generator(cfg: GeneratorConfig, image_size: int, n_train: int) -> GeneratorConfig:
     """Fill data-dependent fields: working resolution, batch size, segmentation parameters, steps."""
     paper = cfg.preset == "paper"
     small = image_size <= 64
-    MaskSpec.from_config(cfg)  # refuses an unknown mask kind or rule in one line
-    check_choice("--seg-input", cfg.seg_input, SEG_INPUTS)
-    check_choice("--d-step", cfg.d_step, D_STEPS)
+    check_generator_choices(cfg)
     if cfg.work_size is not None and (cfg.work_size % 4 or cfg.work_size < MIN_WORK_SIZE):
         raise ChimeraMixError(
             f"--work-size {cfg.work_size} does not fit the generator: it needs a multiple of 4 and at least {MIN_WORK_SIZE} "

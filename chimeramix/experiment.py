@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 
-from .config import ClassifierConfig, GeneratorConfig, make_config
+from .config import ClassifierConfig, GeneratorConfig, check_generator_choices, make_config
 from .errors import ChimeraMixError
 from .fileio import write_json
 from .methods import build_method, known_methods
@@ -114,6 +114,9 @@ def run_experiment(
     common = {"data": data, "spc": spc, "preset": preset, "device": device}
     gen_overrides = {**common, **(gen_options or {})}
     clf_overrides = {**common, **(clf_options or {})}
+    # Every generator setting is checked before the first run trains: a typo must not cost a baseline's training.
+    for mask in {m for _, m in plan if m is not None}:
+        check_generator_choices(make_config(GeneratorConfig, **{**gen_overrides, "seed": seeds[0], "mask": mask}))
     t0 = time.perf_counter()
     gen_runs, clf_runs = [], []
     secs = {"generator": 0.0, "classifier": 0.0}

@@ -178,3 +178,19 @@ def test_report_prints_paired_columns_and_refuses_a_seed_clash_in_one_line(tmp_p
     r = runner.invoke(app, ["report", *map(str, runs), str(run("b0-again", "Baseline", 0, 0.31))])
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert r.exit_code == 2 and len(lines) == 1 and "b0 and" in lines[0] and "b0-again" in lines[0]
+
+
+@pytest.mark.parametrize("args,word", [
+    (["fit-generator", "--seg-mask", "halves"], "--seg-mask"),
+    (["fit-generator", "--grid-offset", "diagonal"], "--grid-offset"),
+    (["fit-generator", "--mask-resize", "bicubic"], "--mask-resize"),
+    (["fit-generator", "--d-step", "twice"], "--d-step"),
+    (["fit-generator", "--mask", "blob"], "--mask"),
+    (["fit-classifier", "--seg-view", "both"], "--seg-view"),
+    (["experiment", "--seg-mask", "halves", "--preset", "fast", "--seeds", "0"], "--seg-mask"),
+])
+def test_unknown_mask_modes_are_one_line_errors(folder, tmp_path, args, word):
+    r = invoke(*args, "--data", folder, "--spc", 2, *SMALL)
+    lines = [ln for ln in (r.stderr or "").splitlines() if ln.strip()]
+    assert r.exit_code == 2 and len(lines) == 1 and word in lines[0], r.output
+    assert not (tmp_path / "ck").exists() or not any((tmp_path / "ck").iterdir())  # nothing left behind
