@@ -198,6 +198,9 @@ def regenerate_file(out: str | Path, name: str, *, device: str | None = None, da
         raise ChimeraMixError(f"{name} is not a train file of {out}: pass a path as manifest.json lists it, e.g. {files[0]['file']}")
     gen_dir = Path(manifest["generator"]["run"])
     info = _finished_generator(gen_dir)
+    if _sha256(gen_dir / _weights_file()) != manifest["generator"]["sha256"]:
+        raise ChimeraMixError(f"the generator in {gen_dir} has changed since {out} was exported (other weights): "
+                              "its files cannot be rebuilt from it; export again")
     _, _, train = _open_data(gen_dir, info, data_dir)
     if entry["kind"] == "real":
         return train.images[entry["parents"]["train"][0]].clone()

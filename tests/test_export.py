@@ -117,6 +117,16 @@ def test_same_command_gives_byte_identical_pngs_and_each_file_regenerates(gen_ru
     assert md["seed"] == 1 and [e["draw_seed"] for e in md["files"]] != [e["draw_seed"] for e in gen_a]
 
 
+def test_seg_view_generator_segments_as_the_generator_run_did(gen_run, tmp_path):
+    own = json.loads(export_dataset(gen_run, tmp_path / "own", 3, device="cpu").manifest.read_text())
+    gen = json.loads(export_dataset(gen_run, tmp_path / "gen", 3, seg_view="generator", device="cpu").manifest.read_text())
+    assert gen["mask"]["seg_view"] == "generator" and gen["request"]["seg_view"] == "generator"
+    # digits are segmented at 64 px for the generator (32 px in the classifier view): more segments, other masks
+    assert gen["mask"]["num_segments"] > own["mask"]["num_segments"]
+    assert [e["mask"] for e in gen["files"]] != [e["mask"] for e in own["files"]]
+    assert [e["parents"] for e in gen["files"]] == [e["parents"] for e in own["files"]]
+
+
 def test_with_real_writes_the_subset_images(gen_run, tmp_path):
     r = export_dataset(gen_run, tmp_path / "ex", 1, with_real=True, device="cpu")
     assert (r.generated, r.real) == (10, 30)
@@ -272,3 +282,17 @@ def test_python_api_is_the_cli_function():
 
     assert chimeramix.export_dataset is E.export_dataset and chimeramix.regenerate_file is E.regenerate_file
     assert "export_dataset" in chimeramix.__all__
+
+
+def test_regenerate_refuses_a_generator_retrained_since(gen_run, folder_run, tmp_path):
+    import shutil
+
+    copy = tmp_path / "gen"
+    shutil.copytree(gen_run, copy)
+    r = export_dataset(copy, tmp_path / "ex", 1, device="cpu")
+    assert regenerate_file(r.out, "train/4/gen_00000.png").shape == (3, 32, 32)
+    shutil.copyfile(folder_run[1] / "generator.safetensors", copy / "generator.safetensors")  # other real weights
+    with pytest.raises(ChimeraMixError, match="has changed since"):
+        regenerate_file(r.out, "train/4/gen_00000.png")
+    with pytest.raises(ChimeraMixError, match="not a chimeramix export"):
+        regenerate_file(tmp_path, "train/4/gen_00000.png")
