@@ -10,6 +10,8 @@ _API = {
     "load_generator": "chimeramix.train.generator",
     "fit_classifier": "chimeramix.train.classifier",
     "run_experiment": "chimeramix.experiment",
+    "export_dataset": "chimeramix.export",
+    "regenerate_file": "chimeramix.export",
     "GeneratorConfig": "chimeramix.config",
     "ClassifierConfig": "chimeramix.config",
     "make_config": "chimeramix.config",

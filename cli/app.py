@@ -369,6 +369,45 @@ def experiment(
         out.print(f"wrote {res.table_md}, {res.table_csv}, {res.summary_json} and {', '.join(map(str, res.charts))}")
 
 
+@app.command("export")
+@friendly
+def export_cmd(
+    generator: Annotated[Path, typer.Option(help="A finished fit-generator run folder; its own training subset, split and mask rules are used.")],
+    per_class: Annotated[int, typer.Option(help="Compositions written per class (at least 1).")],
+    out_dir: Annotated[Path, typer.Option("--out", help="The export folder: train/<class>/, test/<class>/, manifest.json, samples.png.")],
+    with_real: Annotated[bool, typer.Option("--with-real", help="Also write the subset's real images (train/<class>/real_<index>.png). (default: off)")] = False,
+    seed: Annotated[Optional[int], typer.Option(help="Seed of the parents' and masks' draws. (default: the generator run's seed)")] = None,
+    seg_view: Annotated[str, typer.Option(help="What seg masks segment: 'classifier' (each image at its own size, as fit-classifier's default) or 'generator' (as the generator run did).")] = "classifier",
+    # parenthesised defaults: rich reads "[default: ...]" written into a help text as markup and drops it
+    data_dir: Annotated[Optional[Path], typer.Option(help="Where a named dataset is read from. (default: the generator run's --data-dir, else $CHIMERAMIX_DATA or ~/.cache/chimeramix)")] = None,
+    device: Device = "auto",
+    force: Annotated[bool, typer.Option(help="Replace a finished export in --out.")] = False,
+    quiet: Quiet = False,
+):
+    """Write N generated compositions per class (plus the source's test set) as an image folder with a manifest.
+
+    `chimeramix fit-classifier --data <out>` then trains on it and evaluates on the source's test set.
+    The same command on the same device writes byte-identical PNGs.
+    """
+    from chimeramix.export import export_dataset
+
+    with _progress(quiet) as p:
+        r = export_dataset(generator, out_dir, per_class, with_real=with_real, seed=seed, seg_view=seg_view, device=device,
+                           data_dir=data_dir, force=force, progress=p)
+    if r.already_finished:
+        out.print(f"[yellow]{r.out} is already finished with these settings; nothing to do (--force rewrites it)[/yellow]",
+                  highlight=False, soft_wrap=True)
+    t = Table(title=f"export {r.out}", show_header=False)
+    t.add_column(no_wrap=True)
+    t.add_column(overflow="fold")  # paths stay whole on a narrow terminal
+    t.add_row("generated", f"{r.generated} ({per_class} per class)")
+    t.add_row("real", str(r.real))
+    t.add_row("test", str(r.test))
+    t.add_row("manifest", str(r.manifest))
+    t.add_row("samples", str(r.samples))
+    out.print(t)
+
+
 @app.command("methods")
 @friendly
 def methods_cmd():
