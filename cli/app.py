@@ -21,6 +21,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # No markup in help texts: rich would read the "[default: ...]" notes written into them as tags and drop them.
+    rich_markup_mode=None,
 )
 out = Console()
 err = Console(stderr=True)
