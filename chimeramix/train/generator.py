@@ -148,27 +148,28 @@ def fit_generator(cfg: GeneratorConfig, *, resume: bool | str = False, force: bo
     config = {**to_dict(cfg), "fingerprint": prep.split.fingerprint}
     out = run_path(cfg, "gen", cfg.mask + variant_suffix(cfg), root)
     run = prepare(out, "generator", config, resume, force, ignore=RUNTIME_FIELDS)
-    if run.already_finished:
-        info = run.info()
-        return GeneratorResult(out, info["step"], info.get("losses", {}), already_finished=True)
-    prep.split.save(run.file(SPLIT_FILE))
+    with run:  # holds the folder's lock until the run ends, however it ends
+        if run.already_finished:
+            info = run.info()
+            return GeneratorResult(out, info["step"], info.get("losses", {}), already_finished=True)
+        prep.split.save(run.file(SPLIT_FILE))
 
-    progress.message(f"generator: {len(prep.subset)} images ({cfg.spc} per class) at {cfg.work_size}x{cfg.work_size} on {prep.device}")
-    gen = seeded_generator(prep.device, cfg.seed, stream=1)
-    data = device_data(cfg, prep.subset, prep.device, cfg.seed)
-    trainer = GeneratorTrainer(cfg, data, gen, speed)
-    info = run.info() if run.resumed else new_info("generator", config, prep.split.to_dict(), cfg.steps)
-    total = cfg.steps
-    losses = run_steps(run, info, trainer.state(), lambda s: trainer.step(s, total), total, task="generator",
-                       progress=progress, log_every=cfg.log_every, checkpoint_every=cfg.checkpoint_every, record="step")
+        progress.message(f"generator: {len(prep.subset)} images ({cfg.spc} per class) at {cfg.work_size}x{cfg.work_size} on {prep.device}")
+        gen = seeded_generator(prep.device, cfg.seed, stream=1)
+        data = device_data(cfg, prep.subset, prep.device, cfg.seed)
+        trainer = GeneratorTrainer(cfg, data, gen, speed)
+        info = run.info() if run.resumed else new_info("generator", config, prep.split.to_dict(), cfg.steps)
+        total = cfg.steps
+        losses = run_steps(run, info, trainer.state(), lambda s: trainer.step(s, total), total, task="generator",
+                           progress=progress, log_every=cfg.log_every, checkpoint_every=cfg.checkpoint_every, record="step")
 
-    save_generator(run.file(WEIGHTS_FILE), trainer.G, trainer.D, config, prep.split.key())
-    save_samples(run.file("samples.png"), trainer.G, data, cfg)
-    save_loss_curves(run.file("losses.png"), read_metrics(run.file(METRICS_FILE)), title=out.name)
-    info.update(status="finished", step=total, losses=losses)
-    run.write_info(info)
-    run.file(STATE_FILE).unlink(missing_ok=True)
-    return GeneratorResult(out, total, losses)
+        save_generator(run.file(WEIGHTS_FILE), trainer.G, trainer.D, config, prep.split.key())
+        save_samples(run.file("samples.png"), trainer.G, data, cfg)
+        save_loss_curves(run.file("losses.png"), read_metrics(run.file(METRICS_FILE)), title=out.name)
+        info.update(status="finished", step=total, losses=losses)
+        run.write_info(info)
+        run.file(STATE_FILE).unlink(missing_ok=True)
+        return GeneratorResult(out, total, losses)
 
 
 def save_generator(path, G, D, config: dict, split_key: dict) -> None:
