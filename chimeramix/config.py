@@ -38,7 +38,7 @@ class DataOptions:
 
 
 # Options that do not change what a run computes; resuming or reusing a run may change them.
-RUNTIME_FIELDS = ("device", "data_dir", "log_every", "checkpoint_every", "out", "eval_batch", "amp", "channels_last", "fused", "compile")
+RUNTIME_FIELDS = ("device", "data_dir", "log_every", "checkpoint_every", "checkpoint_minutes", "out", "eval_batch", "amp", "channels_last", "fused", "compile")
 
 
 @dataclass
@@ -76,7 +76,10 @@ class GeneratorConfig(DataOptions):
     seg_sigma: float = 0.8
     seg_size: int | None = None  # resolution segmentations are computed at; None: 64 for 32x32 data (as the paper), else work size
     log_every: int = 25
+    # A crash or a scheduler's time limit loses at most this much: 500 steps (half a fast-preset run), or
+    # 10 minutes on a slow device, whichever comes first.
     checkpoint_every: int = 500
+    checkpoint_minutes: float = 10.0
     out: str | None = None
 
 
@@ -113,7 +116,8 @@ class ClassifierConfig(DataOptions):
     method_options: dict = field(default_factory=dict)
     eval_batch: int = 500
     log_every: int = 50
-    checkpoint_every: int = 2000
+    checkpoint_every: int = 500  # as the generator's: at most half a fast-preset run is lost
+    checkpoint_minutes: float = 10.0
     out: str | None = None
 
 

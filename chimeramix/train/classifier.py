@@ -204,7 +204,8 @@ def fit_classifier(cfg: ClassifierConfig, *, resume: bool | str = False, force: 
         info = run.info() if run.resumed else new_info("classifier", config, prep.split.to_dict(), cfg.steps)
         t0 = time.perf_counter()
         losses = run_steps(run, info, trainer.state(), trainer.step, cfg.steps, task="classifier", progress=progress,
-                           log_every=cfg.log_every, checkpoint_every=cfg.checkpoint_every, record="mean")
+                           log_every=cfg.log_every, checkpoint_every=cfg.checkpoint_every,
+                           checkpoint_minutes=cfg.checkpoint_minutes, record="mean")
         train_s = time.perf_counter() - t0
 
         t0 = time.perf_counter()

@@ -161,7 +161,8 @@ def fit_generator(cfg: GeneratorConfig, *, resume: bool | str = False, force: bo
         info = run.info() if run.resumed else new_info("generator", config, prep.split.to_dict(), cfg.steps)
         total = cfg.steps
         losses = run_steps(run, info, trainer.state(), lambda s: trainer.step(s, total), total, task="generator",
-                           progress=progress, log_every=cfg.log_every, checkpoint_every=cfg.checkpoint_every, record="step")
+                           progress=progress, log_every=cfg.log_every, checkpoint_every=cfg.checkpoint_every,
+                           checkpoint_minutes=cfg.checkpoint_minutes, record="step")
 
         save_generator(run.file(WEIGHTS_FILE), trainer.G, trainer.D, config, prep.split.key())
         save_samples(run.file("samples.png"), trainer.G, data, cfg)
