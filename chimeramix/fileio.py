@@ -8,6 +8,8 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
+from .errors import ChimeraMixError
+
 
 @contextmanager
 def atomic_path(path: str | Path):
@@ -38,3 +40,21 @@ def write_json(path: str | Path, obj) -> None:
 def read_json(path: str | Path):
     with open(path) as f:
         return json.load(f)
+
+
+def check_writable(path: str | Path, option: str) -> None:
+    """Refuse in one line, before any work, a file path that cannot be written; leaves nothing behind."""
+    path = Path(path)
+    if path.is_dir():
+        raise ChimeraMixError(f"{option} {path} is a folder: give a file name stem, e.g. {option} {path / 'table'}")
+    base = path.parent
+    while not base.exists() and base.parent != base:
+        base = base.parent
+    if not base.is_dir():
+        raise ChimeraMixError(f"cannot write {path}: {base} is a file, not a folder; choose another {option}")
+    try:  # a real probe: permission bits say nothing for root or on a read-only mount
+        fd, probe = tempfile.mkstemp(dir=base, prefix=".chimeramix-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise ChimeraMixError(f"cannot write {path} ({e.strerror}): choose a writable {option}") from None

@@ -244,7 +244,7 @@ def fit_classifier_cmd(
     option: Annotated[Optional[list[str]], typer.Option("--option", "-o", help="A method option KEY=VALUE, e.g. -o alpha=0.4 (repeatable).")] = None,
     mask: Annotated[Optional[str], typer.Option(help="Mask kind for compositions; must match the generator run's. [default: the generator run's]")] = None,
     seg_view: Annotated[str, typer.Option(help="What the classifier stage segments for seg masks: 'classifier' (its own images, as the public code) or 'generator' (as the generator run did).")] = "classifier",
-    p_generated: Annotated[float, typer.Option(help="Probability that a batch is replaced by compositions.")] = 0.5,
+    p_generated: Annotated[Optional[float], typer.Option(help="Probability that a batch is replaced by compositions (the method option p_generated; give it one way). [default: 0.5]")] = None,
     arch: Annotated[Optional[str], typer.Option(help="wrn16-8, wrn16-4, wrn16-2 or resnet50. [default: paper: wrn16-8 (32x32) / resnet50 (96x96); fast: wrn16-2]")] = None,
     preset: Preset = "fast",
     out_dir: OutDir = None,
@@ -312,6 +312,8 @@ def report(
     from chimeramix.report import group_by_setting, load_results, write_tables
 
     tables = group_by_setting(load_results(runs or []))
+    if out_stem:  # first: an unwritable --out fails before anything is printed
+        md, cs, charts = write_tables(tables, out_stem, title)
     if as_json:
         print(json.dumps([{"setting": t.name, **r.to_dict()} for t in tables for r in t.rows], indent=2))
     else:
@@ -319,10 +321,8 @@ def report(
             out.print(f"[bold]{escape(title)}[/bold]")
         for t in tables:
             _print_table(t, title if len(tables) == 1 else "")
-    if out_stem:
-        md, cs, charts = write_tables(tables, out_stem, title)
-        if not as_json:
-            out.print(f"wrote {md}, {cs} and {', '.join(map(str, charts))}")
+    if out_stem and not as_json:
+        out.print(f"wrote {md}, {cs} and {', '.join(map(str, charts))}")
 
 
 def _print_table(table, title: str = "") -> None:

@@ -12,7 +12,7 @@ import torch
 from .. import checkpoint as ckpt
 from .. import masks as M
 from ..augment import CropFlip, normalize
-from ..config import RUNTIME_FIELDS, ClassifierConfig, resolve_classifier, to_dict
+from ..config import RUNTIME_FIELDS, ClassifierConfig, check_config, resolve_classifier, to_dict
 from ..data.device import DeviceData
 from ..data.imageset import ImageSet
 from ..errors import ChimeraMixError
@@ -137,6 +137,7 @@ def _method_options(cfg: ClassifierConfig, gen_cfg: dict | None, image_size: int
 def fit_classifier(cfg: ClassifierConfig, *, resume: bool | str = False, force: bool = False, progress: Progress = SILENT,
                    root: str | Path = "checkpoints") -> ClassifierResult:
     """Train, then evaluate once on the whole test set; writes result.json, report.md, confusion.png."""
+    check_config(cfg)
     if cfg.mask is not None:
         M.check_choice("--mask", cfg.mask, M.MASK_KINDS)
     G = gen_info = None

@@ -11,7 +11,7 @@ import torch
 from .. import checkpoint as ckpt
 from .. import masks as M
 from ..augment import CropFlip, denormalize, normalize, resize_uint8
-from ..config import RUNTIME_FIELDS, GeneratorConfig, resolve_generator, to_dict
+from ..config import RUNTIME_FIELDS, GeneratorConfig, check_config, resolve_generator, to_dict
 from ..data.device import DeviceData
 from ..data.imageset import ImageSet
 from ..errors import ChimeraMixError
@@ -141,6 +141,7 @@ def device_data(cfg: GeneratorConfig, subset, device, seed: int) -> DeviceData:
 def fit_generator(cfg: GeneratorConfig, *, resume: bool | str = False, force: bool = False, progress: Progress = SILENT,
                   root: str | Path = "checkpoints") -> GeneratorResult:
     """Train the mixing generator; returns where the run landed and its final losses."""
+    check_config(cfg)
     M.MaskSpec.from_config(cfg)  # an unknown mask kind or rule fails before any data is read
     prep = prepare_data(cfg)
     speed = SpeedOptions.resolve(prep.device, cfg.amp, cfg.channels_last, cfg.fused, cfg.compile)
