@@ -95,7 +95,7 @@ Spc = Annotated[int, typer.Option(help="Training images kept per class (the firs
 Seed = Annotated[int, typer.Option(help="Data split and training seed (the paper uses 0-4).")]
 Preset = Annotated[str, typer.Option(help="Hyperparameter preset: 'paper' (the public code's procedure and settings, a GPU job), 'cpu' (the CPU protocol, about an hour for a make target on 2 cores) or 'fast' (minutes: smoke tests and the demo).")]
 Device = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
-OutDir = Annotated[Optional[Path], typer.Option(help="Run folder. [default: checkpoints/<stage>-<data>-spc<N>-seed<S>-<method>-<preset>]")]
+OutDir = Annotated[Optional[Path], typer.Option("--out", "--out-dir", help="Run folder. [default: checkpoints/<stage>-<data>-spc<N>-seed<S>-<method>-<preset>]")]
 Checkpoints = Annotated[Path, typer.Option(help="Folder in which default run folders are made.")]
 Resume = Annotated[bool, typer.Option(help="Continue an interrupted run in its folder.")]
 Force = Annotated[bool, typer.Option(help="Overwrite a finished (or unfinished) run in the output folder.")]
