@@ -5,7 +5,7 @@ from __future__ import annotations
 import platform
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import ChimeraMixError
@@ -50,6 +50,7 @@ class RunDir:
     resumed: bool = False
     already_finished: bool = False
     lock: RunLock | None = None
+    created: list[Path] = field(default_factory=list)  # folders prepare made for this run
 
     def file(self, name: str) -> Path:
         return self.path / name
@@ -60,15 +61,21 @@ class RunDir:
     def write_info(self, info: dict) -> None:
         write_json(self.file(RUN_FILE), info)
 
-    def close(self) -> None:
+    def close(self, failed: bool = False) -> None:
+        """Release the folder; a run that failed before it wrote run.json leaves nothing behind."""
+        started = self.file(RUN_FILE).is_file()
+        if failed and not started and self.lock is not None and self.lock.held:
+            _clear(self.path, everything=False)
         if self.lock is not None:
             self.lock.release()
+        if failed and not started:
+            _remove_dirs(self.created)
 
     def __enter__(self) -> "RunDir":
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.close(failed=exc_type is not None)
 
 
 def read_run(path: str | Path, kind: str | None = None) -> dict:
@@ -174,7 +181,7 @@ def prepare(path: str | Path, kind: str, config: dict, resume: bool | str, force
         lock.release()
         _remove_dirs(created)
         raise
-    run.lock = lock
+    run.lock, run.created = lock, created
     return run
 
 
