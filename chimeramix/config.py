@@ -6,6 +6,8 @@ by `resolve(...)` when a run starts; run.json stores the resolved config.
 
 from __future__ import annotations
 
+import math
+import operator
 from dataclasses import asdict, dataclass, field, fields, replace
 
 from .errors import ChimeraMixError
@@ -38,7 +40,7 @@ class DataOptions:
 
 
 # Options that do not change what a run computes; resuming or reusing a run may change them.
-RUNTIME_FIELDS = ("device", "data_dir", "log_every", "checkpoint_every", "out", "eval_batch", "amp", "channels_last", "fused", "compile")
+RUNTIME_FIELDS = ("device", "data_dir", "log_every", "checkpoint_every", "checkpoint_minutes", "out", "eval_batch", "amp", "channels_last", "fused", "compile")
 
 
 @dataclass
@@ -76,7 +78,10 @@ class GeneratorConfig(DataOptions):
     seg_sigma: float = 0.8
     seg_size: int | None = None  # resolution segmentations are computed at; None: 64 for 32x32 data (as the paper), else work size
     log_every: int = 25
+    # A crash or a scheduler's time limit loses at most this much: 500 steps (half a fast-preset run), or
+    # 10 minutes on a slow device, whichever comes first.
     checkpoint_every: int = 500
+    checkpoint_minutes: float = 10.0
     out: str | None = None
 
 
@@ -99,7 +104,8 @@ class ClassifierConfig(DataOptions):
     # Which view the classifier stage segments for seg masks: 'classifier' (its own images at their resolution,
     # as the public code) or 'generator' (as the generator run segmented them, e.g. 32x32 data at 64x64).
     seg_view: str = "classifier"
-    p_generated: float = 0.5
+    # None: 0.5, or the method option p_generated (-o p_generated=...) when that is given; resolved, it is the value used
+    p_generated: float | None = None
     arch: str | None = None
     dropout: float = 0.3
     epochs: int = 200
@@ -113,7 +119,8 @@ class ClassifierConfig(DataOptions):
     method_options: dict = field(default_factory=dict)
     eval_batch: int = 500
     log_every: int = 50
-    checkpoint_every: int = 2000
+    checkpoint_every: int = 500  # as the generator's: at most half a fast-preset run is lost
+    checkpoint_minutes: float = 10.0
     out: str | None = None
 
 
@@ -141,7 +148,119 @@ def make_config(cls, preset: str = "fast", **overrides):
     if unknown:
         raise TypeError(f"unknown config fields: {sorted(unknown)}")
     values = {**table[preset], **{k: v for k, v in overrides.items() if v is not None}, "preset": preset}
-    return cls(**values)
+    cfg = cls(**values)
+    check_config(cfg)
+    return cfg
+
+
+# The largest seed every consumer takes (numpy's and torch's generators get seed-derived values that must fit).
+MAX_SEED = 2**32 - 1
+P_GENERATED = 0.5
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _whole(cfg, name: str, low: int, high: int | None = None, optional: bool = False) -> None:
+    v = getattr(cfg, name)
+    if v is None and optional:
+        return
+    rng = f"from {low} to {high}" if high is not None else f"of at least {low}"
+    try:
+        if isinstance(v, bool):
+            raise TypeError
+        n = operator.index(v)
+    except TypeError:
+        raise ChimeraMixError(f"{_flag(name)} must be a whole number {rng} (got {v!r})") from None
+    if n < low or (high is not None and n > high):
+        raise ChimeraMixError(f"{_flag(name)} must be a whole number {rng} (got {v})")
+
+
+def _real(cfg, name: str, *, above: float | None = None, at_least: float | None = None, below: float | None = None,
+          at_most: float | None = None, optional: bool = False) -> None:
+    v = getattr(cfg, name)
+    if v is None and optional:
+        return
+    parts = ([f"> {above:g}"] if above is not None else []) + ([f">= {at_least:g}"] if at_least is not None else []) + \
+            ([f"< {below:g}"] if below is not None else []) + ([f"<= {at_most:g}"] if at_most is not None else [])
+    if at_least is not None and at_most is not None:
+        rng = f"in [{at_least:g}, {at_most:g}]"
+    elif at_least is not None and below is not None:
+        rng = f"in [{at_least:g}, {below:g})"
+    else:
+        rng = " and ".join(parts)
+    try:
+        if isinstance(v, bool):
+            raise TypeError
+        x = float(v)
+    except (TypeError, ValueError):
+        raise ChimeraMixError(f"{_flag(name)} must be a number {rng} (got {v!r})") from None
+    ok = math.isfinite(x) and (above is None or x > above) and (at_least is None or x >= at_least) and \
+        (below is None or x < below) and (at_most is None or x <= at_most)
+    if not ok:
+        raise ChimeraMixError(f"{_flag(name)} must be a finite number {rng} (got {v})")
+
+
+def check_config(cfg) -> None:
+    """Refuse values no run can use, each in one line naming the option and its valid range.
+
+    Called by make_config and again when a stage starts (configs built by hand), so nothing is read or
+    written before a bad value is refused.
+    """
+    _whole(cfg, "spc", 1)
+    _whole(cfg, "seed", 0, MAX_SEED)
+    _whole(cfg, "image_size", 8, optional=True)
+    _whole(cfg, "epochs", 1)
+    _whole(cfg, "steps", 1, optional=True)
+    _whole(cfg, "batch_size", 1, optional=True)
+    _whole(cfg, "repeats", 1, optional=True)
+    _whole(cfg, "log_every", 1)
+    _whole(cfg, "checkpoint_every", 1)
+    _real(cfg, "checkpoint_minutes", above=0, optional=True)
+    if isinstance(cfg, GeneratorConfig):
+        _real(cfg, "lr", above=0)
+        _real(cfg, "beta1", at_least=0, below=1)
+        _real(cfg, "beta2", at_least=0, below=1)
+        for name in ("w_rec", "w_lap", "w_adv", "seg_sigma"):
+            _real(cfg, name, at_least=0)
+        _real(cfg, "lr_gamma", above=0)
+        for name in ("ngf", "ndf", "lap_levels", "grid_k"):
+            _whole(cfg, name, 1)
+        _whole(cfg, "n_res", 0)
+        _real(cfg, "seg_scale", above=0, optional=True)
+        _whole(cfg, "seg_min_size", 1, optional=True)
+        _whole(cfg, "seg_size", 8, optional=True)
+        _whole(cfg, "work_size", 1, optional=True)  # its own rule (multiple of 4, >= 32) follows in resolve_generator
+        check_generator_choices(cfg)
+    else:
+        _real(cfg, "p_generated", at_least=0, at_most=1, optional=True)
+        _real(cfg, "dropout", at_least=0, below=1)
+        _real(cfg, "lr", above=0, optional=True)
+        _real(cfg, "weight_decay", at_least=0, optional=True)
+        _real(cfg, "momentum", at_least=0, below=1)
+        _whole(cfg, "eval_batch", 1)
+        if not isinstance(cfg.method_options, dict):
+            raise ChimeraMixError(f"method options must be KEY=VALUE pairs (got {cfg.method_options!r})")
+        _p_generated(cfg)
+        check_choice("--seg-view", cfg.seg_view, SEG_VIEWS)
+
+
+def _p_generated(cfg) -> float:
+    """The replacement rate a classifier run uses: --p-generated and -o p_generated are one setting, given once."""
+    opt = cfg.method_options.get("p_generated")
+    if opt is None:
+        return P_GENERATED if cfg.p_generated is None else float(cfg.p_generated)
+    if cfg.p_generated is not None:
+        try:
+            same = float(opt) == float(cfg.p_generated)
+        except (TypeError, ValueError):
+            same = False
+        if not same:
+            raise ChimeraMixError(
+                f"--p-generated {cfg.p_generated} and -o p_generated={opt} disagree: give the probability once"
+            )
+    return opt  # checked as a probability by the method that uses it
 
 
 def to_dict(cfg) -> dict:
@@ -192,6 +311,7 @@ def resolve_classifier(cfg: ClassifierConfig, image_size: int, n_train: int) -> 
     check_choice("--seg-view", cfg.seg_view, SEG_VIEWS)
     c = replace(
         cfg,
+        p_generated=_p_generated(cfg),
         arch=cfg.arch or ("wrn16-8" if small else "resnet50"),
         batch_size=cfg.batch_size or (10 if small else 16),
         lr=cfg.lr if cfg.lr is not None else (4.6e-3 if small else 7.4e-3),

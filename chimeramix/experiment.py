@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 
-from .config import ClassifierConfig, GeneratorConfig, check_generator_choices, make_config
+from .config import MAX_SEED, ClassifierConfig, GeneratorConfig, make_config
 from .errors import ChimeraMixError
-from .fileio import write_json
+from .fileio import check_writable, write_json
 from .methods import build_method, known_methods
 from .progress import SILENT, Progress
 from .report import Row, Table, group_by_setting, load_results, write_tables
@@ -32,6 +32,9 @@ def parse_seeds(text: str) -> list[int]:
         raise ChimeraMixError(f"--seeds '{text}' is not a list of seeds: use e.g. 0-4 or 0,1,2") from None
     if not seeds:
         raise ChimeraMixError("--seeds is empty: use e.g. 0-4")
+    bad = [s for s in seeds if not 0 <= s <= MAX_SEED]
+    if bad:
+        raise ChimeraMixError(f"--seeds '{text}' holds {bad[0]}: seeds go from 0 to {MAX_SEED}")
     return list(dict.fromkeys(seeds))
 
 
@@ -46,6 +49,23 @@ def expand_methods(spec: str, masks: list[str]) -> list[tuple[str, str | None]]:
         else:
             plan.append((name, None))
     return plan
+
+
+def check_plan(seeds, plan, gen_overrides: dict, clf_overrides: dict, jobs: int, out) -> None:
+    """Refuse bad values before the first run trains: a bad classifier option must not wait for the generators."""
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ChimeraMixError(f"--jobs must be a whole number of at least 1 (got {jobs})")
+    for name, opts in (("--gen-steps", gen_overrides), ("--clf-steps", clf_overrides)):
+        steps = opts.get("steps")
+        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+            raise ChimeraMixError(f"{name} must be a whole number of at least 1 (got {steps})")
+    for seed in seeds:
+        for name, mask in plan:
+            if mask is not None:
+                make_config(GeneratorConfig, **{**gen_overrides, "seed": seed, "mask": mask})
+            make_config(ClassifierConfig, **{**clf_overrides, "seed": seed, "method": name})
+    if out:
+        check_writable(Path(out).with_suffix(".md"), "--out")
 
 
 @dataclass
@@ -114,9 +134,8 @@ def run_experiment(
     common = {"data": data, "spc": spc, "preset": preset, "device": device}
     gen_overrides = {**common, **(gen_options or {})}
     clf_overrides = {**common, **(clf_options or {})}
-    # Every generator setting is checked before the first run trains: a typo must not cost a baseline's training.
-    for mask in {m for _, m in plan if m is not None}:
-        check_generator_choices(make_config(GeneratorConfig, **{**gen_overrides, "seed": seeds[0], "mask": mask}))
+    # Every setting (mask rules included) is checked before the first run trains: a typo must not cost a baseline.
+    check_plan(seeds, plan, gen_overrides, clf_overrides, jobs, out)
     t0 = time.perf_counter()
     gen_runs, clf_runs = [], []
     secs = {"generator": 0.0, "classifier": 0.0}

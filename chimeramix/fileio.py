@@ -8,6 +8,20 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
+from .errors import ChimeraMixError
+
+
+def _umask() -> int:
+    try:  # Linux reports it without changing it
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # elsewhere the only way to read it is to set it (briefly)
+    os.umask(mask)
+    return mask
+
 
 @contextmanager
 def atomic_path(path: str | Path):
@@ -15,6 +29,8 @@ def atomic_path(path: str | Path):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # mkstemp makes the file 0600; the renamed file should have the mode any other new file gets
+    os.fchmod(fd, 0o666 & ~_umask())
     os.close(fd)
     try:
         yield Path(tmp)
@@ -38,3 +54,21 @@ def write_json(path: str | Path, obj) -> None:
 def read_json(path: str | Path):
     with open(path) as f:
         return json.load(f)
+
+
+def check_writable(path: str | Path, option: str) -> None:
+    """Refuse in one line, before any work, a file path that cannot be written; leaves nothing behind."""
+    path = Path(path)
+    if path.is_dir():
+        raise ChimeraMixError(f"{option} {path} is a folder: give a file name stem, e.g. {option} {path / 'table'}")
+    base = path.parent
+    while not base.exists() and base.parent != base:
+        base = base.parent
+    if not base.is_dir():
+        raise ChimeraMixError(f"cannot write {path}: {base} is a file, not a folder; choose another {option}")
+    try:  # a real probe: permission bits say nothing for root or on a read-only mount
+        fd, probe = tempfile.mkstemp(dir=base, prefix=".chimeramix-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise ChimeraMixError(f"cannot write {path} ({e.strerror}): choose a writable {option}") from None

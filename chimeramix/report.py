@@ -14,7 +14,7 @@ import torch
 
 from .config import RUNTIME_FIELDS
 from .errors import ChimeraMixError
-from .fileio import read_json, write_text
+from .fileio import check_writable, read_json, write_text
 
 
 def classification_metrics(pred: torch.Tensor, true: torch.Tensor, classes: list[str]) -> dict:
@@ -150,7 +150,12 @@ def load_results(run_dirs: list[str | Path]) -> list[dict]:
         f = Path(d) / "result.json"
         if not f.is_file():
             raise ChimeraMixError(f"{d} holds no result.json: is it a finished classifier run?")
-        r = read_json(f)
+        try:
+            r = read_json(f)
+        except (ValueError, UnicodeDecodeError):
+            r = None
+        if not isinstance(r, dict):
+            raise ChimeraMixError(f"{f} is not a run result (a JSON object): it is damaged; rerun that classifier with --force")
         r["run_dir"] = str(d)
         out.append(r)
     return out
@@ -373,9 +378,13 @@ def write_tables(tables: list[Table], stem: str | Path, title: str = "") -> tupl
 
     stem = Path(stem)
     md, cs = stem.with_suffix(".md"), stem.with_suffix(".csv")
+    check_writable(md, "--out")
     charts = chart_paths(stem, tables)
-    write_text(md, report_markdown(tables, title, charts))
-    write_text(cs, report_csv(tables))
-    for t, c in zip(tables, charts):
-        save_results_plot(c, t.rows, title if len(tables) == 1 and title else t.name)
+    try:
+        write_text(md, report_markdown(tables, title, charts))
+        write_text(cs, report_csv(tables))
+        for t, c in zip(tables, charts):
+            save_results_plot(c, t.rows, title if len(tables) == 1 and title else t.name)
+    except OSError as e:  # e.g. the disk filled up after the check
+        raise ChimeraMixError(f"cannot write the tables to {stem}.* ({e.strerror}): choose a writable --out") from None
     return md, cs, charts

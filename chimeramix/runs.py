@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import platform
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import ChimeraMixError
 from .fileio import read_json, write_json
+from .lock import LOCK_FILE, TAKEOVER_FILE, RunLock
 
 RUN_FILE = "run.json"
 STATE_FILE = "state.safetensors"
@@ -44,9 +44,13 @@ def config_diff(old: dict, new: dict, ignore=()) -> list[str]:
 
 @dataclass
 class RunDir:
+    """A run folder this process holds (its lock is released by close(), or on leaving a `with` block)."""
+
     path: Path
     resumed: bool = False
     already_finished: bool = False
+    lock: RunLock | None = None
+    created: list[Path] = field(default_factory=list)  # folders prepare made for this run
 
     def file(self, name: str) -> Path:
         return self.path / name
@@ -56,6 +60,22 @@ class RunDir:
 
     def write_info(self, info: dict) -> None:
         write_json(self.file(RUN_FILE), info)
+
+    def close(self, failed: bool = False) -> None:
+        """Release the folder; a run that failed before it wrote run.json leaves nothing behind."""
+        started = self.file(RUN_FILE).is_file()
+        if failed and not started and self.lock is not None and self.lock.held:
+            _clear(self.path, everything=False)
+        if self.lock is not None:
+            self.lock.release()
+        if failed and not started:
+            _remove_dirs(self.created)
+
+    def __enter__(self) -> "RunDir":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.close(failed=exc_type is not None)
 
 
 def read_run(path: str | Path, kind: str | None = None) -> dict:
@@ -67,69 +87,150 @@ def read_run(path: str | Path, kind: str | None = None) -> dict:
         raise ChimeraMixError(f"{path} is not {what} (no {RUN_FILE}): pass the folder that fit-{kind or 'generator'} wrote")
     try:
         info = read_json(f)
-    except ValueError:
-        raise ChimeraMixError(f"{f} is not valid JSON; the run folder is damaged") from None
+    except (ValueError, UnicodeDecodeError):
+        info = None
+    if not isinstance(info, dict):
+        raise ChimeraMixError(f"{f} is not a run description (a JSON object); the run folder is damaged: "
+                              "pass another folder, or --force to start the run there over")
     if kind and info.get("kind") != kind:
         raise ChimeraMixError(f"{path} is a {info.get('kind')} run, not a {kind} run")
     return info
 
 
+# What chimeramix itself writes into a run folder. A folder holding only these but no run.json is what a run
+# that failed or was stopped before its first checkpoint leaves behind: nothing in it is worth keeping.
+OWN_FILES = frozenset({
+    RUN_FILE, STATE_FILE, METRICS_FILE, SPLIT_FILE, LOCK_FILE, TAKEOVER_FILE, "generator.safetensors",
+    "classifier.safetensors", "samples.png", "losses.png", "confusion.png", "result.json", "report.md",
+})
+
+
+def _ours(name: str) -> bool:
+    # atomic writes' temporary files (.<name>.<random>.tmp) and the old write probes also count as ours
+    return name in OWN_FILES or (name.startswith(".") and name.endswith(".tmp")) or name.startswith(".write-test-")
+
+
+def _clear(path: Path, everything: bool) -> None:
+    """Empty a run folder for a new start; the lock stays (this process holds it), and so do files that
+    chimeramix did not write unless `everything`."""
+    for p in path.iterdir():
+        if p.name in (LOCK_FILE, TAKEOVER_FILE) or not (everything or _ours(p.name)):
+            continue
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        else:
+            p.unlink()
+
+
+def _make_dirs(path: Path) -> list[Path]:
+    """Create `path` and missing parents; returns those it created (outermost first) so a refusal can remove them."""
+    missing = []
+    p = path
+    while not p.exists():
+        missing.append(p)
+        if p.parent == p:
+            break
+        p = p.parent
+    missing.reverse()
+    try:
+        for p in missing:
+            p.mkdir()
+    except FileExistsError:  # made by another process in the meantime
+        pass
+    except OSError as e:
+        _remove_dirs(missing)
+        raise ChimeraMixError(f"cannot write to {path} ({e.strerror}): choose a writable --out") from None
+    return missing
+
+
+def _remove_dirs(created: list[Path]) -> None:
+    for p in reversed(created):
+        try:
+            p.rmdir()
+        except OSError:  # not empty (another process uses it) or gone: leave it
+            return
+
+
 def prepare(path: str | Path, kind: str, config: dict, resume: bool | str, force: bool, ignore=()) -> RunDir:
-    """Decide what to do with the output folder before any work starts.
+    """Decide what to do with the output folder before any work starts, and lock it for this process.
 
     finished + same config -> already_finished (nothing to redo); finished +
-    other config -> refuse unless force; unfinished -> resume if asked (the
-    config must match), else refuse unless force; a foreign folder -> refuse.
-    resume="auto" resumes an unfinished run and starts one where there is none
-    (what `experiment` does, so a rerun of an interrupted chain goes on).
+    other config -> refuse unless force; unfinished with a checkpoint -> resume
+    if asked (the config must match), else refuse unless force; unfinished
+    without a checkpoint, or only leftovers of a failed start -> start over
+    (nothing to lose); a foreign folder -> refuse. resume="auto" resumes an
+    unfinished run and starts one where there is none (what `experiment` does,
+    so a rerun of an interrupted chain goes on).
+
+    The folder's lock (chimeramix/lock.py) is taken before the folder is read, so two processes cannot both
+    decide to train in it; another process holding it is refused in one line. The caller closes the RunDir
+    (or uses it in a `with` block) when the run ends; on a refusal here the lock is released and folders
+    made for it are removed again.
     """
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise ChimeraMixError(f"--out {path} is a file, not a folder: choose another --out")
-    info = None
-    if (path / RUN_FILE).is_file():
-        info = read_run(path)
-    elif path.is_dir() and any(path.iterdir()) and not force:
-        if resume is True:
-            raise ChimeraMixError(f"nothing to resume in {path}: it holds no {RUN_FILE}")
-        raise ChimeraMixError(f"{path} exists and is not a chimeramix run: choose another --out (or --force to reuse it)")
-    elif resume is True:
+    if resume is True and not path.is_dir():
         raise ChimeraMixError(f"nothing to resume in {path}: no run was started there")
+    created = _make_dirs(path)
+    lock = RunLock(path)
+    try:
+        lock.acquire()
+        run = _decide(path, kind, config, resume, force, ignore)
+    except BaseException:
+        lock.release()
+        _remove_dirs(created)
+        raise
+    run.lock, run.created = lock, created
+    return run
 
-    if info is not None:
-        if info.get("kind") != kind:
-            raise ChimeraMixError(f"{path} holds a {info.get('kind')} run: choose another --out for this {kind} run")
-        diff = config_diff(info.get("config", {}), config, ignore)
-        finished = info.get("status") == "finished"
-        if force:
-            shutil.rmtree(path)
-        elif finished and not diff:
-            return RunDir(path, already_finished=True)
-        elif finished:
+
+def _decide(path: Path, kind: str, config: dict, resume: bool | str, force: bool, ignore) -> RunDir:
+    if not (path / RUN_FILE).is_file():
+        names = sorted(p.name for p in path.iterdir())
+        foreign = [n for n in names if not _ours(n)]
+        if foreign and not force:
             raise ChimeraMixError(
-                f"a finished {kind} run with another config is in {path} ({'; '.join(diff[:4])}); "
-                "choose another --out, or --force to overwrite it"
+                f"{path} exists and is not a chimeramix run (it holds {foreign[0]}): choose another --out (or --force to reuse it)"
             )
-        elif not resume:
-            raise ChimeraMixError(
-                f"an unfinished {kind} run is in {path} (step {info.get('step', 0)} of {info.get('total_steps', '?')}): "
-                "--resume to continue it, or --force to start over"
-            )
-        elif diff:
-            raise ChimeraMixError(f"cannot resume {path}: its config differs ({'; '.join(diff[:6])}); drop the changed options or use --force")
-        elif not (path / STATE_FILE).is_file():
-            shutil.rmtree(path)  # started but interrupted before the first checkpoint: nothing to keep
-        else:
-            return RunDir(path, resumed=True)
+        if resume is True:
+            raise ChimeraMixError(f"nothing to resume in {path}: it holds no {RUN_FILE}; run without --resume to start a run there")
+        _clear(path, everything=False)  # leftovers of a start that failed before its first checkpoint
+        return RunDir(path)
 
     try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".write-test-{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as e:
-        raise ChimeraMixError(f"cannot write to {path} ({e.strerror}): choose a writable --out") from None
-    return RunDir(path)
+        info = read_run(path)
+    except ChimeraMixError:
+        if not force:
+            raise
+        _clear(path, everything=True)  # a damaged run.json: --force starts over
+        return RunDir(path)
+    if info.get("kind") != kind:
+        raise ChimeraMixError(f"{path} holds a {info.get('kind')} run: choose another --out for this {kind} run")
+    diff = config_diff(info.get("config", {}), config, ignore)
+    finished = info.get("status") == "finished"
+    if force:
+        _clear(path, everything=True)
+        return RunDir(path)
+    if finished and not diff:
+        return RunDir(path, already_finished=True)
+    if finished:
+        raise ChimeraMixError(
+            f"a finished {kind} run with another config is in {path} ({'; '.join(diff[:4])}); "
+            "choose another --out, or --force to overwrite it"
+        )
+    if not (path / STATE_FILE).is_file():
+        # started but stopped before its first checkpoint: starting over loses nothing
+        _clear(path, everything=False)
+        return RunDir(path)
+    if not resume:
+        raise ChimeraMixError(
+            f"an unfinished {kind} run is in {path} (step {info.get('step', 0)} of {info.get('total_steps', '?')}): "
+            "--resume to continue it, or --force to start over"
+        )
+    if diff:
+        raise ChimeraMixError(f"cannot resume {path}: its config differs ({'; '.join(diff[:6])}); drop the changed options or use --force")
+    return RunDir(path, resumed=True)
 
 
 def new_info(kind: str, config: dict, split: dict, total_steps: int) -> dict:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import functools
 import json
+import signal
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -43,23 +46,45 @@ def root(
     STATE["debug"] = debug
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM outside the training loop (which handles it itself): unwinds like Ctrl-C, so run folders are unlocked."""
+
+
+@contextmanager
+def _sigterm_unwinds():
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield
+        return
+
+    def handler(signum, frame):
+        raise Terminated
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
 def friendly(fn):
-    """Turn ChimeraMixError into one line on stderr and its exit code (2; 130 for an interrupted run)."""
+    """Turn ChimeraMixError into one line on stderr and its exit code (2; 130 or 143 for an interrupted run)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
-            return fn(*args, **kwargs)
+            with _sigterm_unwinds():
+                return fn(*args, **kwargs)
         except ChimeraMixError as e:
             if STATE["debug"]:
                 raise
             err.print(f"[bold red]error:[/bold red] {e}", highlight=False, soft_wrap=True)
             raise typer.Exit(e.exit_code)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as e:
             if STATE["debug"]:
                 raise
-            err.print("[bold red]interrupted[/bold red]")
-            raise typer.Exit(130)
+            term = isinstance(e, Terminated)
+            err.print(f"[bold red]{'terminated' if term else 'interrupted'}[/bold red]")
+            raise typer.Exit(143 if term else 130)
 
     return wrapper
 
@@ -72,7 +97,7 @@ Spc = Annotated[int, typer.Option(help="Training images kept per class (the firs
 Seed = Annotated[int, typer.Option(help="Data split and training seed (the paper uses 0-4).")]
 Preset = Annotated[str, typer.Option(help="Hyperparameter preset: 'paper' (the public code's procedure and settings, a GPU job), 'cpu' (the CPU protocol, about an hour for a make target on 2 cores) or 'fast' (minutes: smoke tests and the demo).")]
 Device = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
-OutDir = Annotated[Optional[Path], typer.Option(help="Run folder. [default: checkpoints/<stage>-<data>-spc<N>-seed<S>-<method>-<preset>]")]
+OutDir = Annotated[Optional[Path], typer.Option("--out", "--out-dir", help="Run folder. [default: checkpoints/<stage>-<data>-spc<N>-seed<S>-<method>-<preset>]")]
 Checkpoints = Annotated[Path, typer.Option(help="Folder in which default run folders are made.")]
 Resume = Annotated[bool, typer.Option(help="Continue an interrupted run in its folder.")]
 Force = Annotated[bool, typer.Option(help="Overwrite a finished (or unfinished) run in the output folder.")]
@@ -82,7 +107,8 @@ BatchSize = Annotated[Optional[int], typer.Option(help="Batch size. [default: pr
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout instead of a table.")]
 LogEvery = Annotated[Optional[int], typer.Option(help="Fetch, check and log the losses every N steps. [default: 25 generator, 50 classifier]")]
-CheckpointEvery = Annotated[Optional[int], typer.Option(help="Save a resumable checkpoint every N steps. [default: 500 generator, 2000 classifier]")]
+CheckpointEvery = Annotated[Optional[int], typer.Option(help="Save a resumable checkpoint every N steps. [default: 500]")]
+CheckpointMinutes = Annotated[Optional[float], typer.Option(help="Also save a checkpoint when this many minutes passed since the last one (slow devices). [default: 10]")]
 DecoderResBlocks = Annotated[Optional[bool], typer.Option("--decoder-res-blocks/--no-decoder-res-blocks", help="Use the generator decoder's residual blocks (the paper's text) instead of dropping them as the public code does. [default: no]")]
 SegMask = Annotated[Optional[str], typer.Option(help="Segment mask rule: 'range' (public code: a contiguous range of the partner's segment labels) or 'bernoulli' (paper text: each own segment with p 0.5). [default: range]")]
 GridOffset = Annotated[Optional[str], typer.Option(help="Grid mask offset: 'batch' (public code: k x k cells stretched to size + size/k, one crop per batch) or 'sample' (cells of size/k, an offset per sample). [default: batch]")]
@@ -159,6 +185,7 @@ def fit_generator_cmd(
     compile: Compile = "off",
     log_every: LogEvery = None,
     checkpoint_every: CheckpointEvery = None,
+    checkpoint_minutes: CheckpointMinutes = None,
     checkpoints: Checkpoints = Path("checkpoints"),
     resume: Resume = False,
     force: Force = False,
@@ -175,7 +202,7 @@ def fit_generator_cmd(
         batch_size=batch_size, lr=lr, w_rec=w_rec, w_lap=w_lap, w_adv=w_adv, ngf=ngf, ndf=ndf, work_size=work_size,
         decoder_res_blocks=decoder_res_blocks, seg_mask=seg_mask, grid_offset=grid_offset, mask_resize=mask_resize,
         seg_input=seg_input, d_step=d_step, grid_k=grid_k, seg_scale=seg_scale, seg_min_size=seg_min_size,
-        log_every=log_every, checkpoint_every=checkpoint_every, **_speed(amp, channels_last, fused, compile),
+        log_every=log_every, checkpoint_every=checkpoint_every, checkpoint_minutes=checkpoint_minutes, **_speed(amp, channels_last, fused, compile),
     )
     with _progress(quiet or as_json) as p:
         r = fit_generator(cfg, resume=resume, force=force, progress=p, root=checkpoints)
@@ -219,7 +246,7 @@ def fit_classifier_cmd(
     option: Annotated[Optional[list[str]], typer.Option("--option", "-o", help="A method option KEY=VALUE, e.g. -o alpha=0.4 (repeatable).")] = None,
     mask: Annotated[Optional[str], typer.Option(help="Mask kind for compositions; must match the generator run's. [default: the generator run's]")] = None,
     seg_view: Annotated[str, typer.Option(help="What the classifier stage segments for seg masks: 'classifier' (its own images, as the public code) or 'generator' (as the generator run did).")] = "classifier",
-    p_generated: Annotated[float, typer.Option(help="Probability that a batch is replaced by compositions.")] = 0.5,
+    p_generated: Annotated[Optional[float], typer.Option(help="Probability that a batch is replaced by compositions (the method option p_generated; give it one way). [default: 0.5]")] = None,
     arch: Annotated[Optional[str], typer.Option(help="wrn16-8, wrn16-4, wrn16-2 or resnet50. [default: paper: wrn16-8 (32x32) / resnet50 (96x96); fast: wrn16-2]")] = None,
     preset: Preset = "fast",
     out_dir: OutDir = None,
@@ -238,6 +265,7 @@ def fit_classifier_cmd(
     compile: Compile = "off",
     log_every: LogEvery = None,
     checkpoint_every: CheckpointEvery = None,
+    checkpoint_minutes: CheckpointMinutes = None,
     checkpoints: Checkpoints = Path("checkpoints"),
     resume: Resume = False,
     force: Force = False,
@@ -253,7 +281,7 @@ def fit_classifier_cmd(
         seed=seed, device=device, generator=str(generator) if generator else None, method=method, mask=mask, seg_view=seg_view,
         p_generated=p_generated, arch=arch, out=str(out_dir) if out_dir else None, steps=steps, epochs=epochs,
         batch_size=batch_size, lr=lr, weight_decay=weight_decay, dropout=dropout, method_options=_parse_options(option),
-        log_every=log_every, checkpoint_every=checkpoint_every, **_speed(amp, channels_last, fused, compile),
+        log_every=log_every, checkpoint_every=checkpoint_every, checkpoint_minutes=checkpoint_minutes, **_speed(amp, channels_last, fused, compile),
     )
     with _progress(quiet or as_json) as p:
         r = fit_classifier(cfg, resume=resume, force=force, progress=p, root=checkpoints)
@@ -286,6 +314,8 @@ def report(
     from chimeramix.report import group_by_setting, load_results, write_tables
 
     tables = group_by_setting(load_results(runs or []))
+    if out_stem:  # first: an unwritable --out fails before anything is printed
+        md, cs, charts = write_tables(tables, out_stem, title)
     if as_json:
         print(json.dumps([{"setting": t.name, **r.to_dict()} for t in tables for r in t.rows], indent=2))
     else:
@@ -293,10 +323,8 @@ def report(
             out.print(f"[bold]{escape(title)}[/bold]")
         for t in tables:
             _print_table(t, title if len(tables) == 1 else "")
-    if out_stem:
-        md, cs, charts = write_tables(tables, out_stem, title)
-        if not as_json:
-            out.print(f"wrote {md}, {cs} and {', '.join(map(str, charts))}")
+    if out_stem and not as_json:
+        out.print(f"wrote {md}, {cs} and {', '.join(map(str, charts))}")
 
 
 def _print_table(table, title: str = "") -> None:

@@ -56,6 +56,10 @@ def check_folder(root: Path) -> tuple[str, ...]:
             f"the classes of {root}/test differ from {root}/train "
             f"(only in train: {only_train or '-'}; only in test: {only_test or '-'}): both need the same class folders"
         )
+    if len(train) < 2:  # before any image is decoded
+        raise ChimeraMixError(
+            f"{root}/train has only the class '{next(iter(train))}': a classifier needs at least 2 classes (one folder each in train/ and test/)"
+        )
     return tuple(train)
 
 

@@ -56,9 +56,12 @@ class Split:
         return cls.from_dict(read_json(path))
 
 
-def check_spc(train: ImageSet, spc: int) -> None:
+def check_spc(train: ImageSet, spc: int, source: str = "the data") -> None:
     if spc < 1:
         raise ChimeraMixError(f"--spc must be at least 1 (got {spc})")
+    if len(train.classes) < 2:  # a one-class classifier has nothing to learn (and its accuracy would read 100%)
+        found = f"only the class '{train.classes[0]}'" if train.classes else "no class"
+        raise ChimeraMixError(f"{source} has {found}: a classifier needs at least 2 classes")
     counts = train.class_counts()
     smallest = int(np.argmin(counts))
     if spc > counts[smallest]:
@@ -70,7 +73,7 @@ def check_spc(train: ImageSet, spc: int) -> None:
 
 def make_split(train: ImageSet, source: str, spc: int, seed: int) -> Split:
     """Per class (in label order), shuffle its indices with one default_rng(seed) and keep the first spc."""
-    check_spc(train, spc)
+    check_spc(train, spc, source)
     rng = np.random.default_rng(seed)
     labels = train.labels.numpy()
     chosen = []

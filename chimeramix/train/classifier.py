@@ -12,7 +12,7 @@ import torch
 from .. import checkpoint as ckpt
 from .. import masks as M
 from ..augment import CropFlip, normalize
-from ..config import RUNTIME_FIELDS, ClassifierConfig, resolve_classifier, to_dict
+from ..config import RUNTIME_FIELDS, ClassifierConfig, check_config, resolve_classifier, to_dict
 from ..data.device import DeviceData
 from ..data.imageset import ImageSet
 from ..errors import ChimeraMixError
@@ -140,6 +140,7 @@ def _method_options(cfg: ClassifierConfig, gen_cfg: dict | None, image_size: int
 def fit_classifier(cfg: ClassifierConfig, *, resume: bool | str = False, force: bool = False, progress: Progress = SILENT,
                    root: str | Path = "checkpoints") -> ClassifierResult:
     """Train, then evaluate once on the whole test set; writes result.json, report.md, confusion.png."""
+    check_config(cfg)
     if cfg.mask is not None:
         M.check_choice("--mask", cfg.mask, M.MASK_KINDS)
     G = gen_info = None
@@ -182,56 +183,59 @@ def fit_classifier(cfg: ClassifierConfig, *, resume: bool | str = False, force: 
             f"{prep.train.image_size[1]}: pass --image-size N to bring both to N x N"
         )
 
+    if gen_info is not None:  # its weights are read before the run folder is made: a damaged file fails here
+        G, _ = load_generator(cfg.generator, prep.device)
+        G = speed.prepare_module(G)
+
     config = {**to_dict(cfg), "method": method.name, "method_options": method.options, "fingerprint": prep.split.fingerprint}
     suffix = method.name.replace("+", "-") + (f"-{method.options['mask']}" if method.needs_generator else "")
     suffix += variant
     out = run_path(cfg, "clf", suffix, root)
     run = prepare(out, "classifier", config, resume, force, ignore=RUNTIME_FIELDS)
-    if run.already_finished:
-        result = run.info()["result"]
-        return ClassifierResult(out, result["accuracy"], result, already_finished=True)
-    prep.split.save(run.file(SPLIT_FILE))
+    with run:  # holds the folder's lock until the run ends, however it ends
+        if run.already_finished:
+            result = run.info()["result"]
+            return ClassifierResult(out, result["accuracy"], result, already_finished=True)
+        prep.split.save(run.file(SPLIT_FILE))
 
-    if gen_info is not None:
-        G, _ = load_generator(cfg.generator, prep.device)
-        G = speed.prepare_module(G)
-    segments = None
-    if (method.needs_generator and method.options.get("mask") == "seg") or method.options.get("needs_segments"):
-        segments = _segments_at_native(prep.subset, gen_info["config"] if gen_info else None, method.options, cfg.seg_view)
-    progress.message(f"classifier {cfg.arch} ({method.label}): {len(prep.subset)} images, {cfg.steps} steps on {prep.device}")
-    gen = seeded_generator(prep.device, cfg.seed, stream=2)
-    data = DeviceData(prep.subset, prep.device, cfg.seed, segments)
-    trainer = ClassifierTrainer(cfg, data, gen, method, G, speed)
-    info = run.info() if run.resumed else new_info("classifier", config, prep.split.to_dict(), cfg.steps)
-    t0 = time.perf_counter()
-    losses = run_steps(run, info, trainer.state(), trainer.step, cfg.steps, task="classifier", progress=progress,
-                       log_every=cfg.log_every, checkpoint_every=cfg.checkpoint_every, record="mean")
-    train_s = time.perf_counter() - t0
+        segments = None
+        if (method.needs_generator and method.options.get("mask") == "seg") or method.options.get("needs_segments"):
+            segments = _segments_at_native(prep.subset, gen_info["config"] if gen_info else None, method.options, cfg.seg_view)
+        progress.message(f"classifier {cfg.arch} ({method.label}): {len(prep.subset)} images, {cfg.steps} steps on {prep.device}")
+        gen = seeded_generator(prep.device, cfg.seed, stream=2)
+        data = DeviceData(prep.subset, prep.device, cfg.seed, segments)
+        trainer = ClassifierTrainer(cfg, data, gen, method, G, speed)
+        info = run.info() if run.resumed else new_info("classifier", config, prep.split.to_dict(), cfg.steps)
+        t0 = time.perf_counter()
+        losses = run_steps(run, info, trainer.state(), trainer.step, cfg.steps, task="classifier", progress=progress,
+                           log_every=cfg.log_every, checkpoint_every=cfg.checkpoint_every,
+                           checkpoint_minutes=cfg.checkpoint_minutes, record="mean")
+        train_s = time.perf_counter() - t0
 
-    t0 = time.perf_counter()
-    pred = trainer.predict(test.images, cfg.eval_batch, progress)
-    metrics = classification_metrics(pred, test.labels, list(test.classes))
-    eval_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        pred = trainer.predict(test.images, cfg.eval_batch, progress)
+        metrics = classification_metrics(pred, test.labels, list(test.classes))
+        eval_s = time.perf_counter() - t0
 
-    result = {
-        "kind": "classifier", "method": method.name, "label": method.label, "accuracy": metrics["accuracy"],
-        "mean_class_accuracy": metrics["mean_class_accuracy"], "test_size": metrics["test_size"],
-        "per_class": metrics["per_class"], "confusion": metrics["confusion"], "classes": list(test.classes),
-        "split": prep.split.key(), "config": config, "device": str(prep.device),
-        "generator_run": str(cfg.generator) if cfg.generator else None, "train_seconds": train_s, "eval_seconds": eval_s,
-        "final_losses": losses,
-    }
-    ckpt.save_tensors(run.file(WEIGHTS_FILE), ckpt.module_tensors("classifier", trainer.model),
-                      {"config": config, "split": prep.split.key(), "classes": list(test.classes)})
-    write_json(run.file("result.json"), result)
-    save_confusion(run.file("confusion.png"), metrics["confusion"], list(test.classes),
-                   title=f"{method.label}: {100 * metrics['accuracy']:.2f}%")
-    save_loss_curves(run.file("losses.png"), read_metrics(run.file(METRICS_FILE)), title=out.name)
-    write_text(run.file("report.md"), run_markdown(result))
-    info.update(status="finished", step=cfg.steps, result=result)
-    run.write_info(info)
-    run.file(STATE_FILE).unlink(missing_ok=True)
-    return ClassifierResult(out, metrics["accuracy"], result)
+        result = {
+            "kind": "classifier", "method": method.name, "label": method.label, "accuracy": metrics["accuracy"],
+            "mean_class_accuracy": metrics["mean_class_accuracy"], "test_size": metrics["test_size"],
+            "per_class": metrics["per_class"], "confusion": metrics["confusion"], "classes": list(test.classes),
+            "split": prep.split.key(), "config": config, "device": str(prep.device),
+            "generator_run": str(cfg.generator) if cfg.generator else None, "train_seconds": train_s, "eval_seconds": eval_s,
+            "final_losses": losses,
+        }
+        ckpt.save_tensors(run.file(WEIGHTS_FILE), ckpt.module_tensors("classifier", trainer.model),
+                          {"config": config, "split": prep.split.key(), "classes": list(test.classes)})
+        write_json(run.file("result.json"), result)
+        save_confusion(run.file("confusion.png"), metrics["confusion"], list(test.classes),
+                       title=f"{method.label}: {100 * metrics['accuracy']:.2f}%")
+        save_loss_curves(run.file("losses.png"), read_metrics(run.file(METRICS_FILE)), title=out.name)
+        write_text(run.file("report.md"), run_markdown(result))
+        info.update(status="finished", step=cfg.steps, result=result)
+        run.write_info(info)
+        run.file(STATE_FILE).unlink(missing_ok=True)
+        return ClassifierResult(out, metrics["accuracy"], result)
 
 
 def _read_generator_info(path) -> dict:

@@ -11,7 +11,7 @@ import torch
 from .. import checkpoint as ckpt
 from .. import masks as M
 from ..augment import CropFlip, denormalize, normalize, resize_uint8
-from ..config import RUNTIME_FIELDS, GeneratorConfig, resolve_generator, to_dict
+from ..config import RUNTIME_FIELDS, GeneratorConfig, check_config, resolve_generator, to_dict
 from ..data.device import DeviceData
 from ..data.imageset import ImageSet
 from ..errors import ChimeraMixError
@@ -141,6 +141,7 @@ def device_data(cfg: GeneratorConfig, subset, device, seed: int) -> DeviceData:
 def fit_generator(cfg: GeneratorConfig, *, resume: bool | str = False, force: bool = False, progress: Progress = SILENT,
                   root: str | Path = "checkpoints") -> GeneratorResult:
     """Train the mixing generator; returns where the run landed and its final losses."""
+    check_config(cfg)
     M.MaskSpec.from_config(cfg)  # an unknown mask kind or rule fails before any data is read
     prep = prepare_data(cfg)
     speed = SpeedOptions.resolve(prep.device, cfg.amp, cfg.channels_last, cfg.fused, cfg.compile)
@@ -148,27 +149,29 @@ def fit_generator(cfg: GeneratorConfig, *, resume: bool | str = False, force: bo
     config = {**to_dict(cfg), "fingerprint": prep.split.fingerprint}
     out = run_path(cfg, "gen", cfg.mask + variant_suffix(cfg), root)
     run = prepare(out, "generator", config, resume, force, ignore=RUNTIME_FIELDS)
-    if run.already_finished:
-        info = run.info()
-        return GeneratorResult(out, info["step"], info.get("losses", {}), already_finished=True)
-    prep.split.save(run.file(SPLIT_FILE))
+    with run:  # holds the folder's lock until the run ends, however it ends
+        if run.already_finished:
+            info = run.info()
+            return GeneratorResult(out, info["step"], info.get("losses", {}), already_finished=True)
+        prep.split.save(run.file(SPLIT_FILE))
 
-    progress.message(f"generator: {len(prep.subset)} images ({cfg.spc} per class) at {cfg.work_size}x{cfg.work_size} on {prep.device}")
-    gen = seeded_generator(prep.device, cfg.seed, stream=1)
-    data = device_data(cfg, prep.subset, prep.device, cfg.seed)
-    trainer = GeneratorTrainer(cfg, data, gen, speed)
-    info = run.info() if run.resumed else new_info("generator", config, prep.split.to_dict(), cfg.steps)
-    total = cfg.steps
-    losses = run_steps(run, info, trainer.state(), lambda s: trainer.step(s, total), total, task="generator",
-                       progress=progress, log_every=cfg.log_every, checkpoint_every=cfg.checkpoint_every, record="step")
+        progress.message(f"generator: {len(prep.subset)} images ({cfg.spc} per class) at {cfg.work_size}x{cfg.work_size} on {prep.device}")
+        gen = seeded_generator(prep.device, cfg.seed, stream=1)
+        data = device_data(cfg, prep.subset, prep.device, cfg.seed)
+        trainer = GeneratorTrainer(cfg, data, gen, speed)
+        info = run.info() if run.resumed else new_info("generator", config, prep.split.to_dict(), cfg.steps)
+        total = cfg.steps
+        losses = run_steps(run, info, trainer.state(), lambda s: trainer.step(s, total), total, task="generator",
+                           progress=progress, log_every=cfg.log_every, checkpoint_every=cfg.checkpoint_every,
+                           checkpoint_minutes=cfg.checkpoint_minutes, record="step")
 
-    save_generator(run.file(WEIGHTS_FILE), trainer.G, trainer.D, config, prep.split.key())
-    save_samples(run.file("samples.png"), trainer.G, data, cfg)
-    save_loss_curves(run.file("losses.png"), read_metrics(run.file(METRICS_FILE)), title=out.name)
-    info.update(status="finished", step=total, losses=losses)
-    run.write_info(info)
-    run.file(STATE_FILE).unlink(missing_ok=True)
-    return GeneratorResult(out, total, losses)
+        save_generator(run.file(WEIGHTS_FILE), trainer.G, trainer.D, config, prep.split.key())
+        save_samples(run.file("samples.png"), trainer.G, data, cfg)
+        save_loss_curves(run.file("losses.png"), read_metrics(run.file(METRICS_FILE)), title=out.name)
+        info.update(status="finished", step=total, losses=losses)
+        run.write_info(info)
+        run.file(STATE_FILE).unlink(missing_ok=True)
+        return GeneratorResult(out, total, losses)
 
 
 def save_generator(path, G, D, config: dict, split_key: dict) -> None:

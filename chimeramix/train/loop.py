@@ -6,6 +6,7 @@ import json
 import math
 import signal
 import threading
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable
@@ -25,6 +26,13 @@ AGAIN = "run the same command with --resume to continue (`chimeramix experiment`
 
 class RunInterrupted(ChimeraMixError):
     exit_code = 130
+
+    def __init__(self, message: str, exit_code: int = 130):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+    def __reduce__(self):  # keeps the exit code when a worker process of `experiment --jobs N` sends it back
+        return type(self), (str(self), self.exit_code)
 
 
 class NonFiniteLoss(ChimeraMixError):
@@ -68,9 +76,15 @@ class TrainState:
         return int(meta["step"])
 
 
+# SIGTERM is how schedulers (Slurm, Kubernetes, systemd) and `kill` stop a job, usually with a grace period
+# before SIGKILL: it is handled like Ctrl-C, so the run saves a resumable checkpoint on the way out.
+STOP_SIGNALS = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated (SIGTERM)"}
+EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}  # 128 + the signal, as a shell reports a killed job
+
+
 @contextmanager
-def _sigint_as_flag(flag: dict):
-    """First Ctrl-C asks the loop to stop after the current step; a second one interrupts at once."""
+def _stop_signals_as_flag(flag: dict):
+    """A first Ctrl-C or SIGTERM asks the loop to stop after the current step; a second one interrupts at once."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -79,12 +93,14 @@ def _sigint_as_flag(flag: dict):
         if flag.get("stop"):
             raise KeyboardInterrupt
         flag["stop"] = True
+        flag["signal"] = signum
 
-    old = signal.signal(signal.SIGINT, handler)
+    old = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, old)
+        for s, h in old.items():
+            signal.signal(s, h)
 
 
 def _truncate_metrics(path, step: int) -> None:
@@ -105,6 +121,7 @@ def run_steps(
     progress: Progress,
     log_every: int = 25,
     checkpoint_every: int = 500,
+    checkpoint_minutes: float | None = None,
     record: str = "step",
 ) -> dict[str, float]:
     """Run step_fn for steps [start, total); returns the mean losses of the last logged interval.
@@ -112,6 +129,8 @@ def run_steps(
     Losses stay on the device between logs (no per-step sync); every
     `log_every` steps they are fetched once, checked for NaN/inf, written to
     metrics.jsonl (each step, or the interval mean if record='mean') and shown.
+    A resumable checkpoint is saved every `checkpoint_every` steps, and at the
+    first log point after `checkpoint_minutes` without one (slow devices).
     """
     start = 0
     state_path, metrics_path = run.file(STATE_FILE), run.file(METRICS_FILE)
@@ -159,14 +178,18 @@ def run_steps(
         buffer.clear()
         return dict(zip(keys, values.mean(0).tolist()))
 
+    last_save = time.monotonic()
+
     def checkpoint() -> None:
+        nonlocal last_save
+        last_save = time.monotonic()
         state.save(state_path, done)
         info.update(step=done, checkpoint_step=done)
         run.write_info(info)
 
     in_step = False
     try:
-        with _sigint_as_flag(flag):
+        with _stop_signals_as_flag(flag):
             for step in range(start, total):
                 in_step = True
                 buffer.append(step_fn(step))
@@ -177,18 +200,21 @@ def run_steps(
                     progress.update(task, done, last)
                     if flag.get("stop"):
                         raise KeyboardInterrupt
-                    if done % checkpoint_every == 0 and done < total:
+                    overdue = checkpoint_minutes is not None and time.monotonic() - last_save >= 60 * checkpoint_minutes
+                    if (done % checkpoint_every == 0 or overdue) and done < total:
                         checkpoint()
     except KeyboardInterrupt:
+        sig = flag.get("signal", signal.SIGINT)
+        what = STOP_SIGNALS[sig]
         if in_step:  # stopped inside a step: the modules may be half-updated, keep the last checkpoint
             raise RunInterrupted(
-                f"interrupted during step {done + 1}; the checkpoint of step {info.get('checkpoint_step', 0)} in {run.path} "
-                f"is kept: {AGAIN}"
+                f"{what} during step {done + 1}; the checkpoint of step {info.get('checkpoint_step', 0)} in {run.path} "
+                f"is kept: {AGAIN}", exit_code=EXIT_CODES[sig]
             ) from None
         flush()
         checkpoint()
         raise RunInterrupted(
-            f"interrupted at step {done} of {total}; state saved in {run.path}: {AGAIN}"
+            f"{what} at step {done} of {total}; state saved in {run.path}: {AGAIN}", exit_code=EXIT_CODES[sig]
         ) from None
     finally:
         progress.end(task)

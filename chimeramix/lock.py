@@ -1,0 +1,197 @@
+"""One process per run folder: a lock file created with O_CREAT | O_EXCL, which is atomic on local disks and NFS.
+
+Two processes training in one folder would both append to metrics.jsonl and overwrite each other's checkpoints,
+so `runs.prepare` takes this lock before it looks at the folder and the run keeps it until it ends. The file
+records who holds it (pid, host, since when) so the refusal can say so; a lock left by a process that died
+(SIGKILL, power loss) is recognised on the same host and taken over. Nothing here imports torch, so a launcher
+(e.g. for Slurm) can use it cheaply.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ChimeraMixError
+
+LOCK_FILE = "run.lock"
+# Taking over a dead process's lock is read-check-delete-create; this second O_EXCL file makes that one step
+# at a time, so two processes finding the same stale lock cannot both take it (or delete each other's new one).
+TAKEOVER_FILE = "run.lock.takeover"
+# A takeover lasts milliseconds; a guard this old was left by a process that died during one.
+TAKEOVER_STALE_S = 10.0
+# A lock file is written right after it is created; one still unreadable after this long lost its writer.
+UNREADABLE_STALE_S = 60.0
+
+
+class RunLocked(ChimeraMixError):
+    """Another process holds the run folder."""
+
+
+def _boot_id() -> str | None:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return None
+
+
+def _start_ticks(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (Linux), which tells a reused pid from the original."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return int(stat[stat.rindex(")") + 2:].split()[19])  # field 22; the name in parentheses may hold spaces
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: it exists
+        return True
+    except (OverflowError, ValueError):
+        return False
+    return True
+
+
+@dataclass
+class Holder:
+    pid: int
+    host: str
+    since: str
+    boot: str | None = None
+    start: int | None = None
+    token: str = ""
+
+    def describe(self) -> str:
+        return f"pid {self.pid} on {self.host} since {self.since}"
+
+    def dead(self) -> bool:
+        """Whether the holder has certainly gone: only decidable on this host."""
+        if self.host != socket.gethostname():
+            return False
+        boot = _boot_id()
+        if self.boot and boot and self.boot != boot:  # the machine restarted since: every pid of then is gone
+            return True
+        if not _alive(self.pid):
+            return True
+        start = _start_ticks(self.pid)
+        return self.start is not None and start is not None and start != self.start  # the pid was reused
+
+
+def _read_text(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except FileNotFoundError:  # released in the meantime
+        return None
+
+
+def _parse(text: str | None) -> Holder | None:
+    if text is None:
+        return None
+    try:
+        d = json.loads(text)
+        return Holder(int(d["pid"]), str(d["host"]), str(d["since"]), d.get("boot"), d.get("start"), str(d.get("token", "")))
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _create_exclusive(path: Path, text: str) -> bool:
+    """Create `path` holding `text` if it does not exist; False if it does."""
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+    except FileExistsError:
+        return False
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError:  # e.g. a full disk: an empty lock would block the folder for a minute
+        path.unlink(missing_ok=True)
+        raise
+    return True
+
+
+def _age(path: Path) -> float:
+    try:
+        return time.time() - path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+class RunLock:
+    """Exclusive use of `folder` by this process: `acquire()` or refuse in one line; `release()` (idempotent)."""
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        self.path = self.folder / LOCK_FILE
+        self.holder = Holder(os.getpid(), socket.gethostname(), time.strftime("%Y-%m-%dT%H:%M:%S"), _boot_id(),
+                             _start_ticks(os.getpid()), uuid.uuid4().hex)
+        self.held = False
+
+    def _text(self) -> str:
+        return json.dumps(self.holder.__dict__) + "\n"
+
+    def acquire(self) -> "RunLock":
+        try:
+            if _create_exclusive(self.path, self._text()):
+                self.held = True
+                return self
+            self._take_over_if_stale()
+        except OSError as e:
+            raise ChimeraMixError(f"cannot write to {self.folder} ({e.strerror}): choose a writable --out") from None
+        self.held = True
+        return self
+
+    def _take_over_if_stale(self) -> None:
+        seen = _read_text(self.path)
+        other = _parse(seen)
+        if other is None and seen is not None and _age(self.path) < UNREADABLE_STALE_S:
+            raise RunLocked(f"{self.folder} is being locked by another process right now: try again in a minute")
+        if other is not None and not other.dead():
+            hint = "wait for it to finish or stop it" if other.host == socket.gethostname() else \
+                f"wait for it to finish; if nothing on {other.host} uses it any more, delete {self.path}"
+            raise RunLocked(f"{self.folder} is in use by {other.describe()}: {hint}")
+        guard = self.folder / TAKEOVER_FILE
+        if not _create_exclusive(guard, self._text()):
+            if _age(guard) < TAKEOVER_STALE_S:
+                raise RunLocked(f"{self.folder} is being taken over by another process right now: try again in a minute")
+            guard.unlink(missing_ok=True)  # its writer died during a takeover
+            if not _create_exclusive(guard, self._text()):
+                raise RunLocked(f"{self.folder} is being taken over by another process right now: try again in a minute")
+        try:
+            # Still the same stale lock? Another process may have taken it over between our read and the guard.
+            now = _read_text(self.path)
+            if now != seen:
+                other = _parse(now)
+                who = other.describe() if other else "another process"
+                raise RunLocked(f"{self.folder} was just taken by {who}: wait for it to finish or stop it")
+            self.path.unlink(missing_ok=True)
+            if not _create_exclusive(self.path, self._text()):
+                other = _parse(_read_text(self.path))
+                who = other.describe() if other else "another process"
+                raise RunLocked(f"{self.folder} was just taken by {who}: wait for it to finish or stop it")
+        finally:
+            guard.unlink(missing_ok=True)
+
+    def release(self) -> None:
+        if not self.held:
+            return
+        self.held = False
+        mine = _parse(_read_text(self.path))
+        if mine is not None and mine.token == self.holder.token:  # never delete a lock another process took
+            self.path.unlink(missing_ok=True)
+
+    def __enter__(self) -> "RunLock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
