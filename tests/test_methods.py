@@ -532,18 +532,22 @@ def _tiny_generator(seed=0):
     return MixingGenerator(ngf=4, n_res=1).eval()
 
 
+def _generator_batch():
+    """A batch of 12 crop-flipped images with the context ChimeraMix needs (tiny random generator)."""
+    subset = _tiny_data()
+    data = DeviceData(subset, torch.device("cpu"), 0)
+    gen = torch.Generator().manual_seed(0)
+    crop = CropFlip.sample(12, 16, gen, "cpu")
+    ctx = StepContext(0, 10, 3, gen, torch.arange(12), crop, data, _tiny_generator())
+    return subset, normalize(crop.apply(subset.images)), ctx
+
+
 @pytest.mark.parametrize("combo", ["chimeramix+autoaugment", "chimeramix+trivialaugment"])
 def test_chimeramix_combinations_chain_both_parts(combo):
     method = build_method(combo, {"mask": "grid", "p_generated": 1.0, "work_size": 16, "seed": 0, "grid_k": 4})
     assert isinstance(method, Chain) and method.needs_generator and method.name == combo
     assert method.label.startswith("ChimeraMix+Grid + ")
-    subset = _tiny_data()
-    data = DeviceData(subset, torch.device("cpu"), 0)
-    idx = torch.arange(12)
-    gen = torch.Generator().manual_seed(0)
-    crop = CropFlip.sample(12, 16, gen, "cpu")
-    x = normalize(crop.apply(subset.images))
-    ctx = StepContext(0, 10, 3, gen, idx, crop, data, _tiny_generator())
+    subset, x, ctx = _generator_batch()
     out, t = method.apply(x, subset.labels, ctx)
     assert torch.equal(t, subset.labels) and ctx.extra["generated"] == 1.0
     assert out.shape == x.shape and out.min() >= -1 and out.max() <= 1
@@ -613,15 +617,10 @@ class _Recorder(Method):
 def test_policy_augments_both_parents_before_composing_by_default(order):
     from chimeramix.methods import ChimeraMix
 
-    subset = _tiny_data()
-    data = DeviceData(subset, torch.device("cpu"), 0)
-    idx = torch.arange(12)
-    gen = torch.Generator().manual_seed(0)
-    crop = CropFlip.sample(12, 16, gen, "cpu")
-    x = normalize(crop.apply(subset.images))
+    subset, x, ctx = _generator_batch()
     cm = ChimeraMix(mask="grid", p_generated=1.0, work_size=16, seed=0, aug_order=order)
     rec = _Recorder()
-    out, _ = Chain([cm, rec]).apply(x, subset.labels, StepContext(0, 10, 3, gen, idx, crop, data, _tiny_generator()))
+    out, _ = Chain([cm, rec]).apply(x, subset.labels, ctx)
     if order == "parents":  # the public code: AutoAugment is part of each image's own transform, then the pair is composed
         assert len(rec.seen) == 2 and torch.equal(rec.seen[0], x) and not torch.equal(rec.seen[1], x)
         assert not torch.allclose(out, -rec.seen[0])
@@ -633,14 +632,9 @@ def test_policy_augments_both_parents_before_composing_by_default(order):
 def test_policy_alone_when_the_batch_is_not_replaced():
     from chimeramix.methods import ChimeraMix
 
-    subset = _tiny_data()
-    data = DeviceData(subset, torch.device("cpu"), 0)
-    gen = torch.Generator().manual_seed(0)
-    crop = CropFlip.sample(12, 16, gen, "cpu")
-    x = normalize(crop.apply(subset.images))
+    subset, x, ctx = _generator_batch()
     rec = _Recorder()
-    out, _ = Chain([ChimeraMix(mask="grid", p_generated=0.0), rec]).apply(
-        x, subset.labels, StepContext(0, 10, 3, gen, torch.arange(12), crop, data, _tiny_generator()))
+    out, _ = Chain([ChimeraMix(mask="grid", p_generated=0.0), rec]).apply(x, subset.labels, ctx)
     assert len(rec.seen) == 1 and torch.equal(out, -x)
 
 
