@@ -38,7 +38,7 @@ test: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/chimeramix experiment --data digits --spc 10 --seeds 0-2 --preset fast --mask seg --methods none,chimeramix \
 		--gen-steps 600 --clf-steps 600 --checkpoints checkpoints/demo \
-		--device $(DEVICE) --out results/demo $(EXTRA)
+		--device $(DEVICE) --out checkpoints/demo/results $(EXTRA)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run --device $(DEVICE) $(EXTRA)

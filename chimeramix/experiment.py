@@ -136,6 +136,12 @@ def run_experiment(
     clf_overrides = {**common, **(clf_options or {})}
     # Every setting (mask rules included) is checked before the first run trains: a typo must not cost a baseline.
     check_plan(seeds, plan, gen_overrides, clf_overrides, jobs, out)
+    if preset == "paper":
+        from .data.device import resolve_device
+
+        if resolve_device(device).type == "cpu":
+            progress.message("preset paper on the CPU: days per seed on 2 cores (docs/benchmarks.md: ~13 s a generator "
+                             "step, ~0.5 s a classifier step); --preset cpu is the protocol sized for a CPU")
     t0 = time.perf_counter()
     gen_runs, clf_runs = [], []
     secs = {"generator": 0.0, "classifier": 0.0}

@@ -48,3 +48,27 @@ def test_rerun_of_an_interrupted_experiment_resumes_it(folder, tmp_path, stage):
     # what the resumed classifier logged matches the uninterrupted one line for line
     name = [p.name for p in (tmp_path / "full").glob("clf-*chimeramix*")][0]
     assert (tmp_path / "full" / name / "metrics.jsonl").read_text() == (tmp_path / "cut" / name / "metrics.jsonl").read_text()
+
+
+def test_paper_preset_on_the_cpu_says_so_before_training(tmp_path):
+    from chimeramix.errors import ChimeraMixError
+    from chimeramix.experiment import run_experiment
+    from chimeramix.progress import Progress
+
+    class Messages(Progress):
+        def __init__(self):
+            self.lines = []
+
+        def message(self, text):
+            self.lines.append(text)
+
+    p = Messages()
+    # a bad option stops the run right after the warning, so nothing trains
+    with pytest.raises(ChimeraMixError):
+        run_experiment("digits", 2, [0], preset="paper", device="cpu", root=tmp_path, progress=p,
+                       clf_options={"steps": 2}, jobs=0)
+    assert p.lines == []  # the plan is checked first: a bad --jobs is refused before any message
+    with pytest.raises(ChimeraMixError):
+        run_experiment("nope-not-a-dataset", 2, [0], preset="paper", device="cpu", root=tmp_path, progress=p,
+                       clf_options={"steps": 2})
+    assert any("preset paper on the CPU" in line for line in p.lines)

@@ -99,6 +99,6 @@ def load_split(root: Path, split: str, image_size: int | None = None, workers: i
         examples = {}
         for p, a in zip(paths, arrays):
             examples.setdefault(a.shape[:2], p)
-        desc = ", ".join(f"{h}x{w} ({p.name})" for (h, w), p in list(examples.items())[:3])
+        desc = ", ".join(f"{h}x{w} ({p.parent.name}/{p.name})" for (h, w), p in list(examples.items())[:3])
         raise ChimeraMixError(f"images in {root / split} have different sizes ({desc}): pass --image-size N to resize them all to N x N")
     return from_numpy_hwc(np.stack(arrays), labels, files.keys())

@@ -30,8 +30,8 @@ def check_options(name: str, user_options: dict) -> None:
     known = {k for part in name.split("+") if part in METHODS for k in METHODS[part].defaults}
     unknown = sorted(set(user_options) - known)
     if unknown:
-        hint = ", ".join(sorted(known)) or "none"
-        raise ChimeraMixError(f"method '{name}' has no option {', '.join(unknown)}: its options are {hint}")
+        hint = f"its options are {', '.join(sorted(known))}" if known else "it takes no options"
+        raise ChimeraMixError(f"method '{name}' has no option {', '.join(unknown)}: {hint}")
 
 
 def build_method(name: str, options: dict | None = None) -> Method:

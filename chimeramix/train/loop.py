@@ -167,7 +167,7 @@ def run_steps(
             good = info.get("checkpoint_step", 0)
             raise NonFiniteLoss(
                 f"{keys[col]} became {values[row, col].item()} at step {first + row}; stopped. "
-                f"The last good checkpoint (step {good}) is kept in {run.path}: lower --lr and run with --resume, or --force to restart"
+                f"The last good checkpoint (step {good}) is kept in {run.path}: run again with a lower --lr and --force (a resumed run must keep its config)"
             )
         with open(metrics_path, "a") as f:
             if record == "step":
