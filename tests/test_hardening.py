@@ -324,3 +324,18 @@ def test_p_generated_is_given_once_and_recorded_as_used():
     assert resolved(p_generated=0.9, method_options={"p_generated": 0.9}) == 0.9
     with pytest.raises(ChimeraMixError, match="--p-generated 0.1 and -o p_generated=0.9 disagree"):
         resolved(p_generated=0.1, method_options={"p_generated": 0.9})
+
+
+@pytest.mark.parametrize("source", ["digits", "folder"])
+def test_an_image_size_that_cannot_fit_in_memory_is_refused_before_decoding(source, make_image_folder, tmp_path,
+                                                                              monkeypatch):
+    from chimeramix.data.imageset import available_memory
+
+    assert available_memory() is not None  # Linux: the check is live here
+    monkeypatch.chdir(tmp_path)
+    data = "digits" if source == "digits" else str(make_image_folder(classes=("a", "b"), train=2, test=1, size=16))
+    r = runner.invoke(app, ["fit-classifier", "--data", data, "--spc", "1", "--image-size", "200000", "--device", "cpu",
+                            "--quiet", "--checkpoints", "ck"])
+    lines = [ln for ln in (r.stderr or "").splitlines() if ln.strip()]
+    assert r.exit_code == 2 and len(lines) == 1 and "GB of memory" in lines[0] and "--image-size" in lines[0], r.output
+    assert not (tmp_path / "ck").exists()

@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import ChimeraMixError
-from .imageset import ImageSet, from_numpy_hwc
+from .imageset import ImageSet, check_fits, from_numpy_hwc
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
@@ -91,6 +91,8 @@ def load_split(root: Path, split: str, image_size: int | None = None, workers: i
     for label, (cls, imgs) in enumerate(files.items()):
         paths.extend(imgs)
         labels.extend([label] * len(imgs))
+    if image_size is not None:
+        check_fits(len(paths), image_size, str(root / split))
     # PIL releases the GIL while decoding, so threads scale on PNG/JPEG.
     with ThreadPoolExecutor(max_workers=workers or min(8, (os.cpu_count() or 1) + 2)) as pool:
         arrays = list(pool.map(lambda p: _decode(p, image_size), paths))

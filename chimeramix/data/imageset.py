@@ -56,3 +56,33 @@ def from_numpy_hwc(images: np.ndarray, labels, classes) -> ImageSet:
         images = np.repeat(images[..., None], 3, axis=-1)
     t = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
     return ImageSet(t.contiguous(), torch.as_tensor(np.asarray(labels), dtype=torch.long), tuple(classes))
+
+
+def available_memory() -> int | None:
+    """Bytes the kernel says a new allocation can take (Linux MemAvailable); None where it cannot tell."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def check_fits(n: int, size: int, where: str, copies: float = 2.0) -> None:
+    """Refuse, in one line and before decoding, images at --image-size that cannot fit in memory.
+
+    copies: how many uint8-sized copies loading holds at its peak (decoded list + stacked tensor: 2;
+    a float resize of a loaded set: 1 + 4 + 1 = 6).
+    """
+    from ..errors import ChimeraMixError
+
+    need = int(n * 3 * size * size * copies)
+    avail = available_memory()
+    if avail is not None and need > 0.8 * avail:
+        raise ChimeraMixError(
+            f"--image-size {size}: the {n} images of {where} need about {need / 1e9:.1f} GB of memory to load, "
+            f"{avail / 1e9:.1f} GB is available: use a smaller --image-size"
+        )
+

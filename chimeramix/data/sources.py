@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from ..errors import ChimeraMixError
 from . import embedded, folder, named
-from .imageset import ImageSet
+from .imageset import ImageSet, check_fits
 
 
 def known_names() -> list[str]:
@@ -34,9 +34,10 @@ class Source:
             if self.kind == "folder":
                 data = folder.load_split(Path(self.name), split, self.image_size)
             elif self.kind == "embedded":
-                data = _resize(embedded.EMBEDDED[self.name][0](split), self.image_size)
+                data = _resize(embedded.EMBEDDED[self.name][0](split), self.image_size, f"{self.name} {split}")
             else:
-                data = _resize(named.load_named(named.NAMED[self.name], self.data_dir, split, self.download), self.image_size)
+                data = _resize(named.load_named(named.NAMED[self.name], self.data_dir, split, self.download), self.image_size,
+                               f"{self.name} {split}")
             self._cache[split] = data
         return self._cache[split]
 
@@ -46,9 +47,10 @@ class Source:
         return self.load("train").classes
 
 
-def _resize(data: ImageSet, size: int | None) -> ImageSet:
+def _resize(data: ImageSet, size: int | None, where: str = "the data") -> ImageSet:
     if size is None or data.image_size == (size, size):
         return data
+    check_fits(len(data), size, where, copies=6)  # float copy, interpolated float, uint8 result
     x = F.interpolate(data.images.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
     return ImageSet(x.round().clamp(0, 255).to(torch.uint8), data.labels, data.classes)
 
