@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import signal
@@ -79,6 +80,14 @@ def friendly(fn):
                 raise
             err.print(f"[bold red]error:[/bold red] {e}", highlight=False, soft_wrap=True)
             raise typer.Exit(e.exit_code)
+        except OSError as e:
+            # A full disk leaves every run folder consistent (atomic writes); only the message was missing.
+            if STATE["debug"] or e.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            where = f" while writing {e.filename}" if e.filename else ""
+            err.print(f"[bold red]error:[/bold red] the disk is full{where}: free some space, then run the same command "
+                      "again (with --resume for a training run)", highlight=False, soft_wrap=True)
+            raise typer.Exit(2)
         except KeyboardInterrupt as e:
             if STATE["debug"]:
                 raise
@@ -95,7 +104,7 @@ DataDir = Annotated[Optional[Path], typer.Option(help="Where named datasets are 
 ImageSize = Annotated[Optional[int], typer.Option(help="Resize every image to N x N when loading. [default: keep the source's size]")]
 Spc = Annotated[int, typer.Option(help="Training images kept per class (the first N of a seeded shuffle).")]
 Seed = Annotated[int, typer.Option(help="Data split and training seed (the paper uses 0-4).")]
-Preset = Annotated[str, typer.Option(help="Hyperparameter preset: 'paper' (the public code's procedure and settings, a GPU job), 'cpu' (the CPU protocol, about an hour for a make target on 2 cores) or 'fast' (minutes: smoke tests and the demo).")]
+Preset = Annotated[str, typer.Option(help="Hyperparameter preset: 'paper' (the public code's procedure and settings, a GPU job), 'cpu' (the CPU protocol: the fast networks, 4,000 classifier steps) or 'fast' (minutes: smoke tests and the demo).")]
 Device = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
 OutDir = Annotated[Optional[Path], typer.Option("--out", "--out-dir", help="Run folder. [default: checkpoints/<stage>-<data>-spc<N>-seed<S>-<method>-<preset>]")]
 Checkpoints = Annotated[Path, typer.Option(help="Folder in which default run folders are made.")]

@@ -339,3 +339,23 @@ def test_an_image_size_that_cannot_fit_in_memory_is_refused_before_decoding(sour
     lines = [ln for ln in (r.stderr or "").splitlines() if ln.strip()]
     assert r.exit_code == 2 and len(lines) == 1 and "GB of memory" in lines[0] and "--image-size" in lines[0], r.output
     assert not (tmp_path / "ck").exists()
+
+
+def test_a_full_disk_is_one_line_not_a_traceback():
+    """/dev/full answers every write with ENOSPC: a real disk-full error through the CLI's error boundary."""
+    import typer
+
+    from cli.app import friendly
+
+    app_full = typer.Typer()
+
+    @app_full.command()
+    @friendly
+    def write():
+        with open("/dev/full", "w") as f:
+            f.write("x" * 10)
+            f.flush()
+
+    r = CliRunner().invoke(app_full, [])
+    lines = [ln for ln in (r.stderr or "").splitlines() if ln.strip()]
+    assert r.exit_code == 2 and len(lines) == 1 and "disk is full" in lines[0] and "Traceback" not in r.output
