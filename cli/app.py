@@ -446,6 +446,44 @@ def export_cmd(
     out.print(t)
 
 
+@app.command("fid")
+@friendly
+def fid_cmd(
+    image_set: Annotated[str, typer.Argument(metavar="SET", help="The images to measure: a folder (every png/jpg/jpeg/bmp/webp under it, recursively, e.g. an export's train/) or SOURCE:SPLIT with SPLIT train or test (cifar10:train, digits:test, DIR:train for a folder with train/ and test/).")],
+    reference: Annotated[str, typer.Argument(metavar="REFERENCE", help="The images to compare with, written as SET.")],
+    features: Annotated[str, typer.Option(help="inception (FID: Inception-v3 pool3, 2048-d) or classifier:RUN (the Fréchet distance in the penultimate features of a finished fit-classifier run; works offline).")] = "inception",
+    weights: Annotated[Optional[Path], typer.Option(help="torchvision's Inception-v3 state_dict (inception_v3_google-0cc3c7bd.pth from download.pytorch.org). [default: torch's hub cache, <torch hub dir>/checkpoints/inception_v3_google-*.pth]")] = None,
+    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 50,
+    data_dir: DataDir = None,
+    device: Device = "auto",
+    quiet: Quiet = False,
+    as_json: AsJson = False,
+):
+    """Fréchet distance between two image sets: FID in Inception-v3 features, or the same distance in a classifier's features.
+
+    Images are resized to 299 x 299 as clean-fid does (antialiased bicubic). The weights are torchvision's,
+    so an FID here is comparable with other FIDs from this command, not with published TF-Inception numbers.
+    """
+    from chimeramix.fid import compare_image_sets
+
+    with _progress(quiet or as_json) as p:
+        r = compare_image_sets(image_set, reference, features=features, weights=weights, batch_size=batch_size,
+                               device=device, data_dir=data_dir, progress=p)
+    if as_json:
+        print(json.dumps(r.to_dict(), indent=2, ensure_ascii=False))
+        return
+    t = Table(title=r.metric, show_header=False)
+    t.add_column(no_wrap=True)
+    t.add_column(overflow="fold")  # paths stay whole on a narrow terminal
+    t.add_row(r.metric, f"[bold]{r.distance:.4f}[/bold]")
+    t.add_row("features", escape(f"{r.features} ({r.feature_dim}-d)"))
+    t.add_row("set", escape(f"{r.set} ({r.set_size} images)"))
+    t.add_row("reference", escape(f"{r.reference} ({r.reference_size} images)"))
+    out.print(t)
+    for w in r.warnings:
+        out.print(f"[yellow]warning:[/yellow] {escape(w)}", highlight=False, soft_wrap=True)
+
+
 @app.command("methods")
 @friendly
 def methods_cmd():
