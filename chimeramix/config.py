@@ -287,7 +287,6 @@ def resolve_generator(cfg: GeneratorConfig, image_size: int, n_train: int) -> Ge
     """Fill data-dependent fields: working resolution, batch size, segmentation parameters, steps."""
     paper = cfg.preset == "paper"
     small = image_size <= 64
-    check_generator_choices(cfg)
     if cfg.work_size is not None and (cfg.work_size % 4 or cfg.work_size < MIN_WORK_SIZE):
         raise ChimeraMixError(
             f"--work-size {cfg.work_size} does not fit the generator: it needs a multiple of 4 and at least {MIN_WORK_SIZE} "
@@ -308,7 +307,6 @@ def resolve_generator(cfg: GeneratorConfig, image_size: int, n_train: int) -> Ge
 def resolve_classifier(cfg: ClassifierConfig, image_size: int, n_train: int) -> ClassifierConfig:
     """Fill data-dependent fields: architecture, batch size, lr, weight decay, steps (paper: per dataset size)."""
     small = image_size <= 64
-    check_choice("--seg-view", cfg.seg_view, SEG_VIEWS)
     c = replace(
         cfg,
         p_generated=_p_generated(cfg),

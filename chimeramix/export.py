@@ -32,7 +32,7 @@ from .data import Split, open_source
 from .data.device import resolve_device
 from .data.folder import list_classes
 from .errors import ChimeraMixError
-from .fileio import read_json, write_json
+from .fileio import file_digest, read_json, write_json
 from .plots import save_grid
 from .progress import SILENT, Progress
 from .runs import SPLIT_FILE, config_diff, read_run, versions
@@ -81,7 +81,8 @@ def export_dataset(generator: str | Path, out: str | Path, per_class: int, *, wi
         raise ChimeraMixError(f"--seed must be 0 or more (got {seed})")
     spec = M.MaskSpec.from_config(cfg)
     request = {
-        "generator": str(gen_dir.resolve()), "generator_sha256": _sha256(gen_dir / _weights_file()), "per_class": per_class,
+        "generator": str(gen_dir.resolve()), "generator_sha256": file_digest(gen_dir / _weights_file()),
+        "per_class": per_class,
         "with_real": bool(with_real), "seed": seed, "seg_view": seg_view if spec.kind == "seg" else None,
     }
     out = _check_out(Path(out).expanduser())
@@ -198,7 +199,7 @@ def regenerate_file(out: str | Path, name: str, *, device: str | None = None, da
         raise ChimeraMixError(f"{name} is not a train file of {out}: pass a path as manifest.json lists it, e.g. {files[0]['file']}")
     gen_dir = Path(manifest["generator"]["run"])
     info = _finished_generator(gen_dir)
-    if _sha256(gen_dir / _weights_file()) != manifest["generator"]["sha256"]:
+    if file_digest(gen_dir / _weights_file()) != manifest["generator"]["sha256"]:
         raise ChimeraMixError(f"the generator in {gen_dir} has changed since {out} was exported (other weights): "
                               "its files cannot be rebuilt from it; export again")
     _, _, train = _open_data(gen_dir, info, data_dir)
@@ -389,14 +390,6 @@ def _save_samples(path: Path, samples: list[tuple[dict, torch.Tensor]], train_im
     mask = M.to_feature_size(torch.stack([_unpack(e["mask"], fs) for e in es]), x1.shape[-1], "nearest")
     comp = torch.stack([img for _, img in samples]).float() / 255
     save_grid(path, [x1, x2, mask, comp])
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _config_hash(cfg: dict) -> str:

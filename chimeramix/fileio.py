@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -72,3 +73,13 @@ def check_writable(path: str | Path, option: str) -> None:
         os.unlink(probe)
     except OSError as e:
         raise ChimeraMixError(f"cannot write {path} ({e.strerror}): choose a writable {option}") from None
+
+
+def file_digest(path: str | Path, algorithm: str = "sha256") -> str:
+    """Hex digest of a file, read in 1 MiB blocks (large archives and weight files stay out of memory)."""
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
 import zipfile
@@ -14,6 +13,7 @@ import torchvision.datasets as tvd
 from torchvision.datasets.utils import download_url
 
 from ..errors import ChimeraMixError
+from ..fileio import file_digest
 from .imageset import ImageSet, from_numpy_hwc
 
 
@@ -72,14 +72,6 @@ def default_data_dir() -> Path:
     return Path(os.environ.get("CHIMERAMIX_DATA") or Path.home() / ".cache" / "chimeramix").expanduser()
 
 
-def _md5(path: Path) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _archive_url(ds: NamedDataset) -> tuple[str, str, str]:
     c = ds.train_cls
     return c.url, c.filename, c.tgz_md5
@@ -92,7 +84,7 @@ def torchvision_files_present(ds: NamedDataset, root: Path) -> bool:
 
 def _check_archive(path: Path, md5: str) -> None:
     if path.is_file():
-        got = _md5(path)
+        got = file_digest(path, "md5")
         if got != md5:
             raise ChimeraMixError(
                 f"{path} fails its checksum (md5 {got}, expected {md5}): the file is damaged or incomplete; delete it and run again"
@@ -139,7 +131,7 @@ def _torchvision_split(ds: NamedDataset, root: Path, train: bool, download: bool
 def _read_cifair_test(ds: NamedDataset, root: Path, download: bool, classes) -> ImageSet:
     r = ds.test_remote
     member = root / r.member
-    if not (member.is_file() and _md5(member) == r.member_md5):
+    if not (member.is_file() and file_digest(member, "md5") == r.member_md5):
         archive = root / r.filename
         _check_archive(archive, r.md5)
         if not archive.is_file():
@@ -148,7 +140,7 @@ def _read_cifair_test(ds: NamedDataset, root: Path, download: bool, classes) -> 
             _download(r.url, root, r.filename, r.md5, ds.name)
         with zipfile.ZipFile(archive) as z:
             z.extract(r.member, root)
-        if _md5(member) != r.member_md5:
+        if file_digest(member, "md5") != r.member_md5:
             raise ChimeraMixError(f"{member} fails its checksum after extracting {archive}; delete both and run again")
     # A pickle, but only after its md5 matched the published file's, so it is the release's own bytes.
     with open(member, "rb") as f:

@@ -141,8 +141,7 @@ def device_data(cfg: GeneratorConfig, subset, device, seed: int) -> DeviceData:
 def fit_generator(cfg: GeneratorConfig, *, resume: bool | str = False, force: bool = False, progress: Progress = SILENT,
                   root: str | Path = "checkpoints") -> GeneratorResult:
     """Train the mixing generator; returns where the run landed and its final losses."""
-    check_config(cfg)
-    M.MaskSpec.from_config(cfg)  # an unknown mask kind or rule fails before any data is read
+    check_config(cfg)  # mask kind and rules included: they fail before any data is read
     prep = prepare_data(cfg)
     speed = SpeedOptions.resolve(prep.device, cfg.amp, cfg.channels_last, cfg.fused, cfg.compile)
     cfg = resolve_generator(cfg, prep.train.image_size[0], len(prep.subset))
