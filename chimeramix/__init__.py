@@ -12,6 +12,8 @@ _API = {
     "run_experiment": "chimeramix.experiment",
     "export_dataset": "chimeramix.export",
     "regenerate_file": "chimeramix.export",
+    "load_classifier": "chimeramix.predict",
+    "predict_images": "chimeramix.predict",
     "compare_image_sets": "chimeramix.fid",
     "frechet_distance": "chimeramix.fid",
     "frechet_distance_of_features": "chimeramix.fid",

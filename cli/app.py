@@ -484,6 +484,48 @@ def fid_cmd(
         out.print(f"[yellow]warning:[/yellow] {escape(w)}", highlight=False, soft_wrap=True)
 
 
+# A table of thousands of rows helps no one on a terminal; the CSV (--out) or --json has them all.
+PREDICT_ROWS_SHOWN = 200
+
+
+@app.command("predict")
+@friendly
+def predict_cmd(
+    run: Annotated[Path, typer.Argument(metavar="RUN", help="A finished fit-classifier run folder (e.g. checkpoints/clf-...).")],
+    images: Annotated[list[Path], typer.Argument(metavar="IMAGES_OR_FOLDER...", help="Image files, or folders whose images (png/jpg/jpeg/bmp/webp, recursively) are classified.")],
+    out_csv: Annotated[Optional[Path], typer.Option("--out", help="Also write the predictions to this CSV file (path, label, probability, label_2, probability_2, ...). [default: none, only the table]")] = None,
+    top_k: Annotated[int, typer.Option(help="Labels shown per image, most probable first.")] = 1,
+    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 100,
+    device: Device = "auto",
+    force: Annotated[bool, typer.Option(help="Replace an existing --out file.")] = False,
+    quiet: Quiet = False,
+    as_json: AsJson = False,
+):
+    """Labels and probabilities for new images from a trained classifier run.
+
+    Images are resized to the run's training size as its data was and normalised as in training.
+    """
+    from chimeramix.predict import predict_images
+
+    with _progress(quiet or as_json) as p:
+        r = predict_images(run, images, top_k=top_k, batch_size=batch_size, device=device, out=out_csv, force=force, progress=p)
+    if as_json:
+        print(json.dumps(r.to_dict(), indent=2, ensure_ascii=False))
+        return
+    t = Table(title=f"predictions ({len(r.predictions)} images)")
+    t.add_column("image", overflow="fold")  # paths stay whole on a narrow terminal
+    for k in range(1, r.top_k + 1):
+        t.add_column("label" if k == 1 else f"#{k}", overflow="fold")
+    shown = r.predictions if r.csv is None else r.predictions[:PREDICT_ROWS_SHOWN]
+    for pr in shown:
+        t.add_row(escape(pr.path), *(escape(f"{lb} ({100 * pb:.1f}%)") for lb, pb in zip(pr.labels, pr.probabilities)))
+    out.print(t)
+    if len(shown) < len(r.predictions):
+        out.print(f"{len(r.predictions) - len(shown)} more rows in the CSV", highlight=False)
+    if r.csv:
+        out.print(f"wrote {r.csv}", highlight=False, soft_wrap=True)
+
+
 @app.command("methods")
 @friendly
 def methods_cmd():

@@ -1,0 +1,208 @@
+"""Labels and probabilities for new images from a finished fit-classifier run.
+
+Images are brought to the run's training resolution the way its data was (an image folder: PIL bilinear as
+--image-size decodes; a named or embedded set: torch's antialiased bilinear), normalised as in training, and
+classified in batches in eval mode with the run's speed switches, so the same images get the labels the
+classifier stage's own evaluation gave them.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import ChimeraMixError
+from .progress import SILENT, Progress
+
+
+@dataclass
+class Classifier:
+    """A finished classifier run's network in eval mode, with what it needs to read new images."""
+
+    model: nn.Module
+    classes: tuple[str, ...]
+    image_size: tuple[int, int]
+    run: Path
+    device: torch.device
+    speed: object  # SpeedOptions of the run (bf16 autocast and channels_last as it was evaluated)
+    resize_rule: str  # 'pil' (image folders) or 'torch' (named and embedded sets): how its data was resized
+
+    @torch.no_grad()
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        """fp32 logits of uint8 N x 3 x H x W images at the training resolution."""
+        from .augment import normalize
+
+        x = self.speed.inputs(normalize(images.to(self.device, non_blocking=True)))
+        with self.speed.autocast(self.device):
+            return self.model(x).float()
+
+    def predict(self, images: torch.Tensor) -> torch.Tensor:
+        """Predicted class indices (as the classifier stage's evaluation: argmax of the logits)."""
+        return self.logits(images).argmax(1).cpu()
+
+
+def load_classifier(run: str | Path, device: str = "auto") -> Classifier:
+    """The network of a finished fit-classifier run, ready for `predict`; refuses other folders in one line."""
+    from . import checkpoint as ckpt
+    from .data import named
+    from .data.device import resolve_device
+    from .data.embedded import EMBEDDED
+    from .models import build_classifier
+    from .runs import read_run
+    from .speed import SpeedOptions
+    from .train.classifier import WEIGHTS_FILE
+
+    run = Path(run)
+    if not run.exists():
+        raise ChimeraMixError(f"run {run} does not exist: pass a folder that fit-classifier wrote (e.g. checkpoints/clf-*)")
+    info = read_run(run, "classifier")
+    if info.get("status") != "finished" or not (run / WEIGHTS_FILE).is_file():
+        raise ChimeraMixError(f"the classifier run in {run} has not finished: finish it with "
+                              f"`chimeramix fit-classifier --resume --out {run}`")
+    dev = resolve_device(device)
+    tensors, meta = ckpt.load_tensors(run / WEIGHTS_FILE)
+    cfg = meta.get("config") or info["config"]
+    classes = tuple(meta.get("classes") or info["result"]["classes"])
+    size = (meta.get("split") or info["result"]["split"])["image_size"]
+    model = build_classifier(cfg["arch"], len(classes), cfg.get("dropout", 0.3))
+    ckpt.load_module("classifier", model, tensors)
+    speed = SpeedOptions.resolve(dev, cfg.get("amp", "auto"), cfg.get("channels_last", "auto"), "off", "off")
+    model = speed.prepare_module(model.to(dev)).eval().requires_grad_(False)
+    data = str(cfg.get("data", "")).lower()
+    rule = "torch" if data in named.NAMED or data in EMBEDDED else "pil"
+    return Classifier(model, classes, (int(size[0]), int(size[-1])), run, dev, speed, rule)
+
+
+def find_images(inputs: list[str | Path]) -> list[Path]:
+    """Image files named directly, and every image under a named folder (recursively, hidden parts skipped), in order."""
+    from .data.folder import IMAGE_EXTENSIONS
+
+    if not inputs:
+        raise ChimeraMixError("no images given: pass image files or folders of images")
+    files: list[Path] = []
+    for item in inputs:
+        p = Path(item).expanduser()
+        if p.is_file():
+            files.append(p)
+        elif p.is_dir():
+            found = sorted(
+                Path(dirpath) / name
+                for dirpath, _, names in os.walk(p)
+                if not any(part.startswith(".") for part in Path(dirpath).relative_to(p).parts)
+                for name in names
+                if Path(name).suffix.lower() in IMAGE_EXTENSIONS and not name.startswith(".")
+            )
+            if not found:
+                raise ChimeraMixError(f"{p} has no images ({', '.join(IMAGE_EXTENSIONS)}) in it or its subfolders: "
+                                      "pass a folder that holds images")
+            files.extend(found)
+        else:
+            raise ChimeraMixError(f"{p} does not exist: pass image files or folders of images")
+    return list(dict.fromkeys(files))  # a file named twice is predicted once
+
+
+def read_images(paths: list[Path], size: tuple[int, int], rule: str) -> torch.Tensor:
+    """Decode files to uint8 N x 3 x H x W at `size`, resized as the run's training data was."""
+    from .data.folder import _decode
+
+    out = []
+    for p in paths:
+        if rule == "pil":
+            a = _decode(p, size[0] if size[0] == size[1] else None)
+        else:
+            a = _decode(p, None)
+        x = torch.from_numpy(a.copy()).permute(2, 0, 1)
+        if tuple(x.shape[-2:]) != tuple(size):
+            x = F.interpolate(x[None].float(), size=size, mode="bilinear", antialias=True, align_corners=False)[0]
+            x = x.round().clamp(0, 255).to(torch.uint8)
+        out.append(x.contiguous())
+    return torch.stack(out)
+
+
+@dataclass
+class Prediction:
+    path: str
+    labels: list[str]  # best first, top_k of them
+    probabilities: list[float]
+
+    @property
+    def label(self) -> str:
+        return self.labels[0]
+
+
+@dataclass
+class PredictionResult:
+    run: str
+    classes: list[str]
+    top_k: int
+    predictions: list[Prediction]
+    csv: str | None = None
+
+    def to_dict(self) -> dict:
+        return {"run": self.run, "classes": self.classes, "top_k": self.top_k, "csv": self.csv,
+                "predictions": [asdict(p) for p in self.predictions]}
+
+
+def csv_text(result: PredictionResult) -> str:
+    """path, label, probability, then label_2, probability_2, ... up to top_k."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    head = ["path", "label", "probability"]
+    for r in range(2, result.top_k + 1):
+        head += [f"label_{r}", f"probability_{r}"]
+    w.writerow(head)
+    for p in result.predictions:
+        row = [p.path]
+        for label, prob in zip(p.labels, p.probabilities):
+            row += [label, f"{prob:.6f}"]
+        w.writerow(row)
+    return buf.getvalue()
+
+
+def predict_images(run: str | Path, inputs: list[str | Path], *, top_k: int = 1, batch_size: int = 100,
+                   device: str = "auto", out: str | Path | None = None, force: bool = False,
+                   progress: Progress = SILENT) -> PredictionResult:
+    """Top-k labels and softmax probabilities of every image in `inputs` (files or folders) from a classifier run.
+
+    With `out`, the predictions are also written there as CSV (atomically); an existing file is kept unless `force`.
+    """
+    from .fileio import check_writable, write_text
+
+    for name, v in (("--top-k", top_k), ("--batch-size", batch_size)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ChimeraMixError(f"{name} must be a whole number of at least 1 (got {v!r})")
+    if out is not None:
+        out = Path(out)
+        if out.is_file() and not force:
+            raise ChimeraMixError(f"--out {out} exists: choose another --out, or --force to replace it")
+        check_writable(out, "--out")
+    clf = load_classifier(run, device)
+    if top_k > len(clf.classes):
+        raise ChimeraMixError(f"--top-k {top_k} is more than the run's {len(clf.classes)} classes: use at most {len(clf.classes)}")
+    files = find_images(inputs)
+    preds: list[Prediction] = []
+    progress.start("predict", len(files))
+    try:
+        for i in range(0, len(files), batch_size):
+            chunk = files[i: i + batch_size]
+            logits = clf.logits(read_images(chunk, clf.image_size, clf.resize_rule))
+            probs = logits.softmax(1).cpu()
+            # a stable descending sort breaks ties by the lower index, as argmax does in the stage's evaluation
+            order = torch.sort(logits.cpu(), dim=1, descending=True, stable=True).indices[:, :top_k]
+            for path, idx, pr in zip(chunk, order.tolist(), probs):
+                preds.append(Prediction(str(path), [clf.classes[j] for j in idx], [float(pr[j]) for j in idx]))
+            progress.update("predict", len(preds))
+    finally:
+        progress.end("predict")
+    result = PredictionResult(str(run), list(clf.classes), top_k, preds)
+    if out is not None:
+        write_text(out, csv_text(result))
+        result.csv = str(out)
+    return result
