@@ -242,11 +242,11 @@ def check_config(cfg) -> None:
         _whole(cfg, "eval_batch", 1)
         if not isinstance(cfg.method_options, dict):
             raise ChimeraMixError(f"method options must be KEY=VALUE pairs (got {cfg.method_options!r})")
-        _p_generated(cfg)
+        replacement_rate(cfg)
         check_choice("--seg-view", cfg.seg_view, SEG_VIEWS)
 
 
-def _p_generated(cfg) -> float:
+def replacement_rate(cfg) -> float:
     """The replacement rate a classifier run uses: --p-generated and -o p_generated are one setting, given once."""
     opt = cfg.method_options.get("p_generated")
     if opt is None:
@@ -309,7 +309,7 @@ def resolve_classifier(cfg: ClassifierConfig, image_size: int, n_train: int) -> 
     small = image_size <= 64
     c = replace(
         cfg,
-        p_generated=_p_generated(cfg),
+        p_generated=replacement_rate(cfg),
         arch=cfg.arch or ("wrn16-8" if small else "resnet50"),
         batch_size=cfg.batch_size or (10 if small else 16),
         lr=cfg.lr if cfg.lr is not None else (4.6e-3 if small else 7.4e-3),

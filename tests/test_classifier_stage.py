@@ -153,3 +153,20 @@ def test_seg_view_picks_which_resolution_is_segmented():
     assert own.shape == theirs.shape == (4, 32, 32)
     with pytest.raises(ChimeraMixError, match="--seg-view"):
         resolve_classifier(clf(seg_view="both"), 32, 30)
+
+
+def test_method_options_get_their_own_run_folder(tmp_path):
+    base = fit_classifier(clf(method="mixup", steps=2), root=tmp_path)
+    assert base.run_dir.name == "clf-digits-spc3-seed0-mixup-fast"  # no options: today's name, old folders stay valid
+    other = fit_classifier(clf(method="mixup", steps=2, method_options={"alpha": 0.4}), root=tmp_path)
+    assert other.run_dir != base.run_dir and not other.already_finished
+    assert other.run_dir.name.startswith("clf-digits-spc3-seed0-mixup-o") and other.run_dir.name.endswith("-fast")
+    again = fit_classifier(clf(method="mixup", steps=2, method_options={"alpha": 0.4}), root=tmp_path)
+    assert again.run_dir == other.run_dir and again.already_finished  # the same options find their run again
+    # the default replacement rate, however it is given, is no departure; another one is
+    from chimeramix.train.classifier import _named_options
+    from chimeramix.train.setup import options_tag
+
+    assert options_tag(_named_options(clf(p_generated=0.5))) == options_tag(_named_options(clf())) == ""
+    assert options_tag(_named_options(clf(p_generated=0.7))) == options_tag(_named_options(clf(method_options={"p_generated": 0.7})))
+    assert options_tag({"alpha": 1}) == options_tag({"alpha": 1.0}) != options_tag({"alpha": 2})

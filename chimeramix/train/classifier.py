@@ -12,7 +12,8 @@ import torch
 from .. import checkpoint as ckpt
 from .. import masks as M
 from ..augment import CropFlip, normalize
-from ..config import RUNTIME_FIELDS, ClassifierConfig, check_config, resolve_classifier, to_dict
+from ..config import (P_GENERATED, RUNTIME_FIELDS, ClassifierConfig, check_config, replacement_rate, resolve_classifier,
+                      to_dict)
 from ..data.device import DeviceData
 from ..data.imageset import ImageSet
 from ..errors import ChimeraMixError
@@ -26,7 +27,7 @@ from ..runs import METRICS_FILE, SPLIT_FILE, STATE_FILE, new_info, prepare
 from ..speed import SpeedOptions
 from .generator import load_generator
 from .loop import TrainState, run_steps
-from .setup import prepare_data, run_path, seeded_generator, variant_label, variant_suffix
+from .setup import options_tag, prepare_data, run_path, seeded_generator, variant_label, variant_suffix
 
 WEIGHTS_FILE = "classifier.safetensors"
 
@@ -137,6 +138,16 @@ def _method_options(cfg: ClassifierConfig, gen_cfg: dict | None, image_size: int
     return opts
 
 
+def _named_options(cfg: ClassifierConfig) -> dict:
+    """What the user chose for the method (its -o options and a replacement rate other than the default)."""
+    opts = dict(cfg.method_options)
+    opts.pop("p_generated", None)
+    p = replacement_rate(cfg)
+    if p != P_GENERATED:
+        opts["p_generated"] = p
+    return opts
+
+
 def fit_classifier(cfg: ClassifierConfig, *, resume: bool | str = False, force: bool = False, progress: Progress = SILENT,
                    root: str | Path = "checkpoints") -> ClassifierResult:
     """Train, then evaluate once on the whole test set; writes result.json, report.md, confusion.png."""
@@ -189,7 +200,7 @@ def fit_classifier(cfg: ClassifierConfig, *, resume: bool | str = False, force: 
 
     config = {**to_dict(cfg), "method": method.name, "method_options": method.options, "fingerprint": prep.split.fingerprint}
     suffix = method.name.replace("+", "-") + (f"-{method.options['mask']}" if method.needs_generator else "")
-    suffix += variant
+    suffix += variant + options_tag(_named_options(cfg))
     out = run_path(cfg, "clf", suffix, root)
     run = prepare(out, "classifier", config, resume, force, ignore=RUNTIME_FIELDS)
     with run:  # holds the folder's lock until the run ends, however it ends

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +67,19 @@ def variant_label(gen_cfg) -> str:
     """Report-label suffix of the same departures, e.g. ' (Bernoulli segments)'."""
     labels = [label for _, label in _variants(gen_cfg)]
     return f" ({', '.join(labels)})" if labels else ""
+
+
+def options_tag(options: dict) -> str:
+    """Run-folder tag of a classifier's method options: '' without any (today's names stay valid), else
+    '-o<8 hex digits>' of their sorted values, so a run with other -o values does not land on a finished one."""
+    if not options:
+        return ""
+
+    def norm(v):  # 2 and 2.0 are one value to a method, so one folder
+        return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
+
+    text = json.dumps({k: norm(v) for k, v in options.items()}, sort_keys=True, default=str)
+    return "-o" + hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
 def run_path(cfg, kind: str, suffix: str, root: str | Path = DEFAULT_ROOT) -> Path:
