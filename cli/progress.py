@@ -71,6 +71,9 @@ class RichProgress(Hooks):
         st = self.plain.get(task)
         if st is None or self.quiet:
             return
+        if metrics:
+            st["metrics"] = metrics
+        metrics = st.get("metrics")  # between log points the line shows the last logged losses
         frac = completed / st["total"]
         tenth = completed * 10 // st["total"]  # integer tenths: one line per tenth, no float drift
         if tenth <= st["tenth"]:

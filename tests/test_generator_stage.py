@@ -182,3 +182,16 @@ def test_work_size_is_rounded_up_to_what_the_networks_accept():
     for bad in (16, 30):
         with pytest.raises(ChimeraMixError, match=f"--work-size {bad} .*multiple of 4 and at least 32"):
             resolve_generator(make_config(GeneratorConfig, "fast", spc=2, work_size=bad), 32, 10)
+
+
+def test_progress_moves_from_step_one_and_losses_come_at_log_points(tmp_path):
+    class Seen(Progress):
+        def __init__(self):
+            self.updates = []
+
+        def update(self, task, completed, metrics=None):
+            self.updates.append((completed, bool(metrics)))
+
+    seen = Seen()
+    fit_generator(tiny(steps=5, log_every=3, out=str(tmp_path / "g")), progress=seen)
+    assert seen.updates == [(1, False), (2, False), (3, True), (4, False), (5, True)]

@@ -203,6 +203,8 @@ def run_steps(
                     overdue = checkpoint_minutes is not None and time.monotonic() - last_save >= 60 * checkpoint_minutes
                     if (done % checkpoint_every == 0 or overdue) and done < total:
                         checkpoint()
+                else:
+                    progress.update(task, done)  # the bar moves from step 1; losses come at the log points (no sync here)
     except KeyboardInterrupt:
         sig = flag.get("signal", signal.SIGINT)
         what = STOP_SIGNALS[sig]
