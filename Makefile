@@ -38,27 +38,32 @@ test: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/chimeramix experiment --data digits --spc 10 --seeds 0-2 --preset fast --mask seg --methods none,chimeramix \
 		--gen-steps 600 --clf-steps 600 --checkpoints checkpoints/demo \
-		--device $(DEVICE) --out checkpoints/demo/results $(EXTRA)
+		--device $(DEVICE) --out-prefix checkpoints/demo/results $(EXTRA)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run --device $(DEVICE) $(EXTRA)
 
-# <dataset>-spc<N>: both stages for every seed, then the table (results/<target>.md and .csv).
+# <dataset>-spc<N>: both stages for every seed, then the table (results/<target>.md and .csv; with DATA, named from it).
 DATASETS := cifair10 cifair100 stl10
 SPCS := 5 10 20 30 50 100
 EXPERIMENTS := $(foreach d,$(DATASETS),$(foreach n,$(SPCS),$(d)-spc$(n)))
 COMPARISONS := $(addprefix compare-,$(EXPERIMENTS))
 .PHONY: $(EXPERIMENTS) $(COMPARISONS)
 
+# Result files are named from the data actually used: DATA=../shared/data/cifar10 writes results/cifar10-spc5.*,
+# never results/cifair10-spc5.*, where a real ciFAIR-10 result lives. $(call result,TARGET) -> file-name prefix.
+spc_of = $(word 2,$(subst -spc, ,$(1)))
+result = $(if $(DATA),$(notdir $(patsubst %/,%,$(DATA)))-spc$(call spc_of,$(1)),$(1))
+
 $(EXPERIMENTS): %: $(STAMP)
 	$(BIN)/chimeramix experiment --data $(if $(DATA),$(DATA),$(word 1,$(subst -spc, ,$@))) \
 		--spc $(word 2,$(subst -spc, ,$@)) --seeds $(SEEDS) --preset $(PRESET) --device $(DEVICE) --mask $(MASK) \
-		--methods $(if $(METHODS),$(METHODS),none,chimeramix) --jobs $(JOBS) --out results/$@ $(EXTRA)
+		--methods $(if $(METHODS),$(METHODS),none,chimeramix) --jobs $(JOBS) --out-prefix results/$(call result,$@) $(EXTRA)
 
 $(COMPARISONS): compare-%: $(STAMP)
 	$(BIN)/chimeramix experiment --data $(if $(DATA),$(DATA),$(word 1,$(subst -spc, ,$*))) \
 		--spc $(word 2,$(subst -spc, ,$*)) --seeds $(SEEDS) --preset $(PRESET) --device $(DEVICE) --mask both \
-		--methods $(if $(METHODS),$(METHODS),all) --jobs $(JOBS) --out results/$@ $(EXTRA)
+		--methods $(if $(METHODS),$(METHODS),all) --jobs $(JOBS) --out-prefix results/compare-$(call result,$*) $(EXTRA)
 
 clean-venv:
 	rm -rf $(VENV)

@@ -65,7 +65,7 @@ def check_plan(seeds, plan, gen_overrides: dict, clf_overrides: dict, jobs: int,
                 make_config(GeneratorConfig, **{**gen_overrides, "seed": seed, "mask": mask})
             make_config(ClassifierConfig, **{**clf_overrides, "seed": seed, "method": name})
     if out:
-        check_writable(Path(out).with_suffix(".md"), "--out")
+        check_writable(Path(out).with_suffix(".md"), "--out-prefix")
 
 
 @dataclass

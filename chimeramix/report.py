@@ -378,7 +378,7 @@ def write_tables(tables: list[Table], stem: str | Path, title: str = "") -> tupl
 
     stem = Path(stem)
     md, cs = stem.with_suffix(".md"), stem.with_suffix(".csv")
-    check_writable(md, "--out")
+    check_writable(md, "--out-prefix")
     charts = chart_paths(stem, tables)
     try:
         write_text(md, report_markdown(tables, title, charts))

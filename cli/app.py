@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import inspect
 import json
 import signal
 import threading
@@ -31,6 +32,7 @@ app = typer.Typer(
 out = Console()
 err = Console(stderr=True)
 STATE = {"debug": False}
+DEBUG_HELP = "Show full tracebacks instead of one-line errors."
 
 
 def _version(value: bool):
@@ -41,7 +43,7 @@ def _version(value: bool):
 
 @app.callback()
 def root(
-    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks instead of one-line errors.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help=DEBUG_HELP)] = False,
     version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = None,
 ):
     STATE["debug"] = debug
@@ -68,10 +70,15 @@ def _sigterm_unwinds():
 
 
 def friendly(fn):
-    """Turn ChimeraMixError into one line on stderr and its exit code (2; 130 or 143 for an interrupted run)."""
+    """Turn ChimeraMixError into one line on stderr and its exit code (2; 130 or 143 for an interrupted run).
+
+    Also gives the command a --debug option, so `chimeramix fit-generator --debug` works as `chimeramix --debug fit-generator`.
+    """
 
     @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
+    def wrapper(*args, debug: bool = False, **kwargs):
+        if debug:
+            STATE["debug"] = True
         try:
             with _sigterm_unwinds():
                 return fn(*args, **kwargs)
@@ -95,6 +102,10 @@ def friendly(fn):
             err.print(f"[bold red]{'terminated' if term else 'interrupted'}[/bold red]")
             raise typer.Exit(143 if term else 130)
 
+    sig = inspect.signature(fn, eval_str=True)  # typer reads the annotations from this signature as they are
+    debug_param = inspect.Parameter("debug", inspect.Parameter.KEYWORD_ONLY, default=False,
+                                    annotation=Annotated[bool, typer.Option("--debug", help=DEBUG_HELP)])
+    wrapper.__signature__ = sig.replace(parameters=[*sig.parameters.values(), debug_param])
     return wrapper
 
 
@@ -122,6 +133,18 @@ DecoderResBlocks = Annotated[Optional[bool], typer.Option("--decoder-res-blocks/
 SegMask = Annotated[Optional[str], typer.Option(help="Segment mask rule: 'range' (public code: a contiguous range of the partner's segment labels) or 'bernoulli' (paper text: each own segment with p 0.5). [default: range]")]
 GridOffset = Annotated[Optional[str], typer.Option(help="Grid mask offset: 'batch' (public code: k x k cells stretched to size + size/k, one crop per batch) or 'sample' (cells of size/k, an offset per sample). [default: batch]")]
 MaskResize = Annotated[Optional[str], typer.Option(help="Pixel mask to feature size: 'nearest' (public code) or 'majority' (each cell goes with most of its pixels). [default: nearest]")]
+
+# --out is a folder everywhere (a run folder, an export folder) or, on predict, the one file it names. Commands that
+# write several tables take a file-name prefix, which is --out-prefix; their old spelling --out still works, unlisted.
+OutPrefix = Annotated[Optional[Path], typer.Option("--out-prefix", help="File-name prefix of the written tables (not a folder): <prefix>.md, <prefix>.csv and a chart <prefix>.png; experiment also <prefix>.json. E.g. results/cifair10-spc5. [default: print only]")]
+OldOut = Annotated[Optional[Path], typer.Option("--out", hidden=True, help="The old spelling of --out-prefix.")]
+
+
+def _prefix(prefix: Optional[Path], old: Optional[Path]) -> Optional[Path]:
+    if prefix is not None and old is not None and prefix != old:
+        raise ChimeraMixError(f"--out-prefix {prefix} and --out {old} disagree: --out is the old spelling of --out-prefix, give one")
+    return prefix if prefix is not None else old
+
 
 Amp = Annotated[str, typer.Option(help="bf16 autocast: auto (on for CUDA), on or off.")]
 ChannelsLast = Annotated[str, typer.Option(help="channels_last memory format: auto (on), on or off.")]
@@ -221,14 +244,31 @@ def fit_generator_cmd(
         print(json.dumps(summary, indent=2))
         return
     if r.already_finished:
-        out.print(f"[yellow]{r.run_dir} is already finished with this config; nothing to do (--force retrains)[/yellow]")
-    t = Table(title=f"generator run {r.run_dir}", show_header=False)
-    t.add_row("steps", str(r.steps))
-    for k, v in r.losses.items():
-        t.add_row(f"loss {k}", f"{v:.5g}")
-    t.add_row("samples", str(r.samples))
-    t.add_row("weights", str(r.run_dir / "generator.safetensors"))
+        out.print(f"[yellow]{escape(str(r.run_dir))} is already finished with this config; nothing to do (--force retrains)[/yellow]",
+                  highlight=False, soft_wrap=True)
+    _print_summary("generator run", [("steps", str(r.steps)), *((f"loss {k}", f"{v:.5g}") for k, v in r.losses.items())],
+                   [("run", r.run_dir), ("samples", r.samples), ("weights", r.run_dir / "generator.safetensors")])
+
+
+def _print_summary(title: str, rows: list[tuple[str, str]], paths: list[tuple[str, Path]]) -> None:
+    """A two-column table; the paths go in it when they fit the terminal, else below it on their own lines, never cut."""
+    from rich.text import Text
+
+    keys = [k for k, _ in rows + paths]
+    width = max(len(k) for k in keys) + max([Text.from_markup(v).cell_len for _, v in rows] + [len(str(p)) for _, p in paths]) + 7
+    inline = width <= out.width
+    t = Table(title=title, show_header=False)
+    t.add_column(no_wrap=True)
+    t.add_column()
+    for k, v in rows:
+        t.add_row(k, v)
+    if inline:
+        for k, p in paths:
+            t.add_row(k, escape(str(p)))
     out.print(t)
+    if not inline:
+        for k, p in paths:
+            out.print(f"{k}: {escape(str(p))}", highlight=False, soft_wrap=True)
 
 
 def _parse_options(pairs: list[str]) -> dict:
@@ -299,20 +339,20 @@ def fit_classifier_cmd(
         print(json.dumps({k: res[k] for k in ("label", "accuracy", "mean_class_accuracy", "test_size", "split")} | {"run": str(r.run_dir)}, indent=2))
         return
     if r.already_finished:
-        out.print(f"[yellow]{r.run_dir} is already finished with this config; showing its result (--force retrains)[/yellow]")
-    t = Table(title=f"{res['label']}  {res['split']['source']}  spc {res['split']['spc']}  seed {res['split']['seed']}", show_header=False)
-    t.add_row("top-1 accuracy", f"[bold]{100 * res['accuracy']:.2f}%[/bold]  ({res['test_size']} test images)")
-    t.add_row("mean per-class accuracy", f"{100 * res['mean_class_accuracy']:.2f}%")
-    t.add_row("run", str(r.run_dir))
-    t.add_row("report", str(r.run_dir / "report.md"))
-    out.print(t)
+        out.print(f"[yellow]{escape(str(r.run_dir))} is already finished with this config; showing its result (--force retrains)[/yellow]",
+                  highlight=False, soft_wrap=True)
+    _print_summary(escape(f"{res['label']}  {Path(res['split']['source']).name}  spc {res['split']['spc']}  seed {res['split']['seed']}"),
+                   [("top-1 accuracy", f"[bold]{100 * res['accuracy']:.2f}%[/bold]  ({res['test_size']} test images)"),
+                    ("mean per-class accuracy", f"{100 * res['mean_class_accuracy']:.2f}%")],
+                   [("run", r.run_dir), ("report", r.run_dir / "report.md")])
 
 
 @app.command()
 @friendly
 def report(
     runs: Annotated[Optional[list[Path]], typer.Argument(help="Classifier run folders (e.g. checkpoints/clf-*).")] = None,
-    out_stem: Annotated[Optional[Path], typer.Option("--out", help="Write <out>.md and <out>.csv (e.g. results/cifair10-spc5).")] = None,
+    out_stem: OutPrefix = None,
+    old_out: OldOut = None,
     title: Annotated[str, typer.Option(help="Table title.")] = "",
     as_json: AsJson = False,
 ):
@@ -322,6 +362,7 @@ def report(
     """
     from chimeramix.report import group_by_setting, load_results, write_tables
 
+    out_stem = _prefix(out_stem, old_out)
     tables = group_by_setting(load_results(runs or []))
     if out_stem:  # first: an unwritable --out fails before anything is printed
         md, cs, charts = write_tables(tables, out_stem, title)
@@ -361,7 +402,8 @@ def experiment(
     preset: Preset = "paper",
     mask: Annotated[str, typer.Option(help="Generator mask kind: seg, grid or both.")] = "seg",
     methods: Annotated[str, typer.Option(help="Comma-separated methods (see `chimeramix methods`), or 'all'.")] = "none,chimeramix",
-    out_stem: Annotated[Optional[Path], typer.Option("--out", help="Write the table to <out>.md, <out>.csv and <out>.json.")] = None,
+    out_stem: OutPrefix = None,
+    old_out: OldOut = None,
     gen_steps: Annotated[Optional[int], typer.Option(help="Override the generator's total steps. [default: preset's]")] = None,
     clf_steps: Annotated[Optional[int], typer.Option(help="Override the classifier's total steps. [default: preset's]")] = None,
     jobs: Annotated[int, typer.Option(help="Seeds trained concurrently in separate processes.")] = 1,
@@ -379,6 +421,7 @@ def experiment(
     checkpoints: Checkpoints = Path("checkpoints"),
     force: Annotated[bool, typer.Option(help="Retrain runs that already finished.")] = False,
     quiet: Quiet = False,
+    as_json: AsJson = False,
 ):
     """The paper's protocol: for each seed fit the generator(s) and every classifier, then print mean +- std per method.
 
@@ -386,11 +429,12 @@ def experiment(
     """
     from chimeramix.experiment import parse_seeds, run_experiment
 
+    out_stem = _prefix(out_stem, old_out)
     masks = {"both": ["grid", "seg"], "seg": ["seg"], "grid": ["grid"]}.get(mask)
     if masks is None:
         raise ChimeraMixError(f"unknown --mask '{mask}': choose seg, grid or both")
     common = {"data_dir": str(data_dir) if data_dir else None, "image_size": image_size, **_speed(amp, channels_last, fused, compile)}
-    with _progress(quiet) as p:
+    with _progress(quiet or as_json) as p:
         res = run_experiment(
             data, spc, parse_seeds(seeds), preset=preset, masks=masks, methods=methods, device=device, out=out_stem,
             root=checkpoints, gen_options={**common, "steps": gen_steps, "decoder_res_blocks": decoder_res_blocks,
@@ -398,6 +442,15 @@ def experiment(
             clf_options={**common, "steps": clf_steps},
             jobs=jobs, force=force, progress=p, title=title,
         )
+    if as_json:
+        files = {"md": res.table_md, "csv": res.table_csv, "json": res.summary_json, "charts": res.charts}
+        print(json.dumps({
+            "table": [{"setting": t.name, **r.to_dict()} for t in res.tables for r in t.rows],
+            "classifier_runs": [r.get("run_dir") for r in res.results], "generator_runs": res.generator_runs,
+            "seconds": res.seconds, "wrote": {k: (None if v is None else [str(x) for x in v] if isinstance(v, list) else str(v))
+                                              for k, v in files.items()},
+        }, indent=2, ensure_ascii=False))
+        return
     for t in res.tables:
         _print_table(t, (title or f"{data}: {spc} per class, preset {preset} (test accuracy %)") if len(res.tables) == 1 else "")
     s = res.seconds

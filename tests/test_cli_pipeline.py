@@ -6,6 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.app import app
+from chimeramix.errors import ChimeraMixError
 from chimeramix.experiment import expand_methods, parse_seeds
 
 runner = CliRunner()
@@ -49,7 +50,7 @@ def test_generator_classifier_report_chain(folder, tmp_path):
     assert r.exit_code == 0 and "already finished" in r.stdout
     assert (runs[1] / "result.json").read_bytes() == before
 
-    r = invoke("report", *runs, "--out", tmp_path / "results" / "t")
+    r = invoke("report", *runs, "--out-prefix", tmp_path / "results" / "t")
     assert r.exit_code == 0, r.output
     assert "Baseline" in r.stdout and "ChimeraMix+Grid" in r.stdout
     md = (tmp_path / "results" / "t.md").read_text()
@@ -96,6 +97,40 @@ def test_experiment_runs_every_seed_and_writes_tables(folder, tmp_path):
     assert all(t["seeds"] == [0, 1] for t in summary["table"])
     assert len(summary["generator_runs"]) == 2 and len(summary["classifier_runs"]) == 4
     assert "samples.png" in r.stdout
+
+    # again with --json and the prefix under its own name (--out above is its old spelling): runs reused, JSON only
+    r = invoke("experiment", "--data", folder, "--spc", 2, "--seeds", "0-1", "--preset", "fast", "--methods", "none,chimeramix",
+               "--mask", "seg", "--gen-steps", 2, "--clf-steps", 2, "--out-prefix", tmp_path / "results" / "y", "--json", *SMALL)
+    assert r.exit_code == 0, r.output
+    got = json.loads(r.stdout)
+    assert [t["method"] for t in got["table"]] == ["Baseline", "ChimeraMix+Seg"]
+    assert sorted(got["classifier_runs"]) == sorted(summary["classifier_runs"])
+    assert got["wrote"]["json"] == str(tmp_path / "results" / "y.json") and (tmp_path / "results" / "y.md").is_file()
+    r = invoke("experiment", "--out-prefix", "a", "--out", "b")
+    assert r.exit_code == 2 and "disagree" in r.stderr
+
+
+def test_debug_works_after_the_subcommand_too():
+    for args in (["--debug", "fit-classifier", "--method", "nope"], ["fit-classifier", "--method", "nope", "--debug"]):
+        r = runner.invoke(app, args)
+        assert r.exit_code == 1 and isinstance(r.exception, ChimeraMixError), r.output  # raised, with its traceback
+    r = invoke("fit-classifier", "--method", "nope")  # and without it: one line again
+    assert r.exit_code == 2 and r.exception is not None and "unknown method" in r.stderr
+
+
+def test_result_paths_are_never_cut_on_a_narrow_terminal(folder, tmp_path, monkeypatch):
+    from cli.app import out
+
+    deep = tmp_path / ("a-long-folder-name-" * 4) / "checkpoints"
+    args = ["fit-classifier", "--data", folder, "--spc", 2, "--steps", 2, "--batch-size", 4, "--device", "cpu", "--quiet",
+            "--checkpoints", deep]
+    for width in (200, 60):
+        monkeypatch.setattr(out, "_width", width)
+        r = invoke(*args)
+        assert r.exit_code == 0, r.output
+        run = deep / "clf-data-spc2-seed0-none-fast"
+        assert str(run / "report.md") in r.stdout  # whole, on one line: in the table or below it
+        assert "…" not in r.stdout and "..." not in r.stdout
 
 
 def test_seed_and_method_parsing():
