@@ -84,18 +84,19 @@ def bench_classifier(preset, speed, sync_each_step, device, subset, method_name,
     cfg = resolve_classifier(cfg, subset.image_size[0], len(subset))
     G = None
     segments = None
-    opts = {"seed": 0, "p_generated": 0.5}
+    opts, context = {}, {"seed": 0}
     if method_name == "chimeramix":
         gcfg = resolve_generator(make_config(GeneratorConfig, preset, spc=a.spc), subset.image_size[0], len(subset))
         G = MixingGenerator(gcfg.ngf).to(device).eval().requires_grad_(False)
         G = speed.prepare_module(G)
-        opts.update(mask="seg", work_size=gcfg.work_size)
+        opts.update(mask="seg")
+        context.update(work_size=gcfg.work_size)
         from chimeramix.augment import resize_uint8
 
         maps = M.compute_segments(resize_uint8(subset.images, gcfg.work_size), gcfg.seg_scale, gcfg.seg_min_size)
         segments = torch.nn.functional.interpolate(maps[:, None].float(), size=subset.image_size, mode="nearest")[:, 0].int()
     data = DeviceData(subset, device, 0, segments)
-    tr = ClassifierTrainer(cfg, data, torch.Generator(device=device).manual_seed(0), build_method(method_name, opts), G, speed=speed)
+    tr = ClassifierTrainer(cfg, data, torch.Generator(device=device).manual_seed(0), build_method(method_name, opts, context), G, speed=speed)
 
     def step(i):
         out = tr.step(i)

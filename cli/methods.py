@@ -12,11 +12,11 @@ def _fmt(value) -> str:
 
 def method_rows() -> list[tuple[str, str, str, str]]:
     """(name, label, defaults, paper) for every method name fit-classifier accepts, combinations included."""
-    from chimeramix.methods import METHODS, known_methods
+    from chimeramix.methods import MethodSpec, known_methods
 
     rows = []
     for name in known_methods():
-        parts = [METHODS[p] for p in name.split("+")]
+        parts = MethodSpec.parse(name).parts
         label = " + ".join(p.label for p in parts)
         defaults = "; ".join(", ".join(f"{k}={_fmt(v)}" for k, v in p.defaults.items()) or "-" for p in parts)
         paper = " + ".join(p.paper for p in parts)

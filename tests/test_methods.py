@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -544,7 +545,8 @@ def _generator_batch():
 
 @pytest.mark.parametrize("combo", ["chimeramix+autoaugment", "chimeramix+trivialaugment"])
 def test_chimeramix_combinations_chain_both_parts(combo):
-    method = build_method(combo, {"mask": "grid", "p_generated": 1.0, "work_size": 16, "seed": 0, "grid_k": 4})
+    method = build_method(combo, {"mask": "grid", "p_generated": 1.0, "grid_k": 4}, {"work_size": 16, "seed": 0})
+    assert method.parts[0].work_size == 16 and method.recorded_options["work_size"] == 16
     assert isinstance(method, Chain) and method.needs_generator and method.name == combo
     assert method.label.startswith("ChimeraMix+Grid + ")
     subset, x, ctx = _generator_batch()
@@ -567,8 +569,8 @@ def test_every_method_trains_one_classifier_step(name, tiny_subset):
     cfg = make_config(ClassifierConfig, "fast", data="cifair10", arch="wrn16-2", steps=2, batch_size=6, method=name,
                       method_options={"p_generated": 1.0, "p": 1.0, "mask": "grid", "work_size": 16})
     cfg = resolve_classifier(cfg, 16, len(tiny_subset))
-    method = build_method(name, cfg.method_options)
-    segments = _segments_at_native(tiny_subset, None, method.options) if method.options.get("needs_segments") else None
+    method = build_method(name, cfg.method_options, {"seed": 0, "work_size": 16})
+    segments = _segments_at_native(tiny_subset, None, method.options) if method.needs_segments else None
     torch.manual_seed(0)
     data = DeviceData(tiny_subset, torch.device("cpu"), 0, segments)
     G = _tiny_generator() if method.needs_generator else None
@@ -684,3 +686,47 @@ def test_cosine_loss_with_cross_entropy_head_trains_the_head(tiny_subset):
     assert "method.xent_head" in trainer.state().modules  # and is saved with resumable state
     with pytest.raises(ChimeraMixError, match="xent"):
         build_method("cosine", {"xent": -1})
+
+
+# ---------------------------------------------------------------- MethodSpec: options vs run context
+
+
+@pytest.mark.parametrize("name,opts,words", [
+    ("chimeramix", {"seed": 3}, "'seed' is not an option of method 'chimeramix': it is the run's --seed (use --seed 3)"),
+    ("gridmix", {"seed": 1}, "--seed 1"),
+    ("chimeramix", {"work_size": 32}, "from the generator run"),
+    ("segmix", {"needs_segments": False}, "needs segment maps"),
+    ("mixup", {"seed": 0}, "run's --seed"),
+])
+def test_run_context_given_as_an_option_is_refused_in_one_line(name, opts, words):
+    from chimeramix.methods import MethodSpec
+
+    with pytest.raises(ChimeraMixError, match=re.escape(words)) as e:
+        MethodSpec.parse(name).check_options(opts)
+    assert "\n" not in str(e.value)
+
+
+def test_method_spec_parses_a_name_once_and_builds_with_the_run_context():
+    from chimeramix.methods import ChimeraMix, MethodSpec
+
+    spec = MethodSpec.parse("chimeramix+autoaugment")
+    assert [c.name for c in spec.parts] == ["chimeramix", "autoaugment"] and spec.needs_generator
+    assert "seed" not in spec.defaults and "work_size" not in spec.defaults and "policy" in spec.defaults
+    m = spec.build({"mask": "grid", "alpha": 9}, {"seed": 7, "work_size": 32})  # alpha: another method's, ignored
+    cm = m.parts[0]
+    assert isinstance(cm, ChimeraMix) and (cm.seed, cm.work_size) == (7, 32) and "alpha" not in m.options
+    # run.json keeps recording the context beside the options, so finished runs of earlier versions are reused
+    assert m.recorded_options["seed"] == 7 and m.recorded_options["work_size"] == 32 and m.recorded_options["mask"] == "grid"
+    seg = MethodSpec.parse("segmix").build({}, {"seed": 2})
+    assert seg.needs_segments and seg.recorded_options["needs_segments"] is True and seg.recorded_options["seed"] == 2
+    with pytest.raises(ChimeraMixError, match="unknown method 'nope'"):
+        MethodSpec.parse("chimeramix+nope")
+
+
+def test_methods_command_lists_no_run_internals():
+    from cli.methods import method_rows
+
+    for name, label, defaults, paper in method_rows():
+        assert "seed=" not in defaults and "needs_segments" not in defaults, (name, defaults)
+        if name == "chimeramix":
+            assert "work_size" not in defaults and "p_generated=0.5" in defaults

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from ..errors import ChimeraMixError
 from .base import Chain, Method, StepContext
 from .chimeramix import ChimeraMix
@@ -21,34 +23,77 @@ METHODS: dict[str, type[Method]] = {
 COMBINATIONS = ("chimeramix+autoaugment", "chimeramix+trivialaugment")
 
 
+# What the run supplies to a method (constructor arguments), never a user option: -o seed=3 is refused with this hint.
+RUN_CONTEXT = {
+    "seed": "it is the run's --seed",
+    "work_size": "ChimeraMix takes it from the generator run",
+    "needs_segments": "the method itself says whether it needs segment maps",
+}
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A method name parsed once: its parts ('a+b' chains them, as the paper's Table 2) and the options they take."""
+
+    name: str
+    parts: tuple[type[Method], ...]
+
+    @classmethod
+    def parse(cls, name: str) -> "MethodSpec":
+        """Refuses an unknown name (or part) in one line."""
+        classes = []
+        for part in str(name).split("+"):
+            if part not in METHODS:
+                raise ChimeraMixError(f"unknown method '{part}': choose one of {', '.join(known_methods())}")
+            classes.append(METHODS[part])
+        return cls(str(name), tuple(classes))
+
+    @property
+    def defaults(self) -> dict:
+        """Every user option (-o KEY=VALUE) of the parts, with its default."""
+        return {k: v for c in self.parts for k, v in c.defaults.items()}
+
+    @property
+    def needs_generator(self) -> bool:
+        return any(c.needs_generator for c in self.parts)
+
+    def check_options(self, user_options: dict) -> None:
+        """Refuse option names no part knows (a typo would otherwise be silently ignored) and run context given as -o."""
+        known = self.defaults
+        context = sorted(k for k in user_options if k in RUN_CONTEXT and k not in known)
+        if context:
+            k = context[0]
+            raise ChimeraMixError(f"'{k}' is not an option of method '{self.name}': {RUN_CONTEXT[k]}"
+                                  + (f" (use --seed {user_options[k]})" if k == "seed" else ""))
+        unknown = sorted(set(user_options) - set(known))
+        if unknown:
+            hint = f"its options are {', '.join(sorted(known))}" if known else "it takes no options"
+            raise ChimeraMixError(f"method '{self.name}' has no option {', '.join(unknown)}: {hint}")
+
+    def build(self, options: dict | None = None, context: dict | None = None) -> Method:
+        """The method with `options` (each part takes its own) and the run's `context` (seed, work_size, ...)."""
+        options, context = options or {}, context or {}
+        parts = [c(**{k: v for k, v in context.items() if k in c.context},
+                   **{k: v for k, v in options.items() if k in c.defaults}) for c in self.parts]
+        return parts[0] if len(parts) == 1 else Chain(parts)
+
+
 def known_methods() -> list[str]:
     return list(METHODS) + [c for c in COMBINATIONS if all(p in METHODS for p in c.split("+"))]
 
 
 def check_options(name: str, user_options: dict) -> None:
-    """Refuse option names no part of the method knows (a typo would otherwise be silently ignored)."""
-    known = {k for part in name.split("+") if part in METHODS for k in METHODS[part].defaults}
-    unknown = sorted(set(user_options) - known)
-    if unknown:
-        hint = f"its options are {', '.join(sorted(known))}" if known else "it takes no options"
-        raise ChimeraMixError(f"method '{name}' has no option {', '.join(unknown)}: {hint}")
+    """MethodSpec.parse(name).check_options(user_options)."""
+    MethodSpec.parse(name).check_options(user_options)
 
 
-def build_method(name: str, options: dict | None = None) -> Method:
-    """A method by name; 'a+b' chains methods (ChimeraMix + AutoAugment, as the paper's Table 2)."""
-    options = options or {}
-    parts = []
-    for part in name.split("+"):
-        if part not in METHODS:
-            raise ChimeraMixError(f"unknown method '{part}': choose one of {', '.join(known_methods())}")
-        cls = METHODS[part]
-        opts = {k: v for k, v in options.items() if k in cls.defaults}
-        parts.append(cls(**opts))
-    return parts[0] if len(parts) == 1 else Chain(parts)
+def build_method(name: str, options: dict | None = None, context: dict | None = None) -> Method:
+    """A method by name (see MethodSpec.build); 'a+b' chains methods (ChimeraMix + AutoAugment, as the paper's Table 2)."""
+    return MethodSpec.parse(name).build(options, context)
 
 
 __all__ = [
-    "COMBINATIONS", "METHODS", "AutoAugment", "Chain", "ChimeraMix", "CosineLoss", "CutMix", "Cutout", "GridMix",
-    "Method", "MixUp", "RandomErasing", "SamplePairing", "SegMix", "StepContext", "TrivialAugment", "ZetaMixup",
+    "COMBINATIONS", "METHODS", "RUN_CONTEXT", "AutoAugment", "Chain", "ChimeraMix", "CosineLoss", "CutMix", "Cutout", "GridMix",
+    "Method", "MethodSpec", "MixUp", "RandomErasing", "SamplePairing", "SegMix", "StepContext", "TrivialAugment", "ZetaMixup",
     "build_method", "check_options", "known_methods", "pairing_on",
 ]

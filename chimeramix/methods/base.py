@@ -37,11 +37,18 @@ class Method:
     name = "none"
     label = "Baseline"
     paper = "standard training with random crop and horizontal flip"
-    defaults: dict = {}
+    defaults: dict = {}  # the user's options (-o KEY=VALUE) and their defaults
+    context: tuple[str, ...] = ()  # what the run supplies as constructor arguments (methods.RUN_CONTEXT), never -o
     needs_generator = False
+    needs_segments = False  # whether the trainer must compute segment maps of the training images for it
 
     def __init__(self, **options):
         self.options = {**self.defaults, **options}
+
+    @property
+    def recorded_options(self) -> dict:
+        """What run.json records as the method's options: its options and its run context (as runs always recorded them)."""
+        return {**self.options, **{k: getattr(self, k) for k in self.context}}
 
     def apply(self, x: torch.Tensor, y: torch.Tensor, ctx: StepContext):
         """x: float N x 3 x H x W in [-1, 1]; returns (x, target) where target is y or N x K soft labels."""
@@ -71,7 +78,12 @@ class Chain(Method):
         self.name = "+".join(p.name for p in parts)
         self.label = " + ".join(p.label for p in parts)
         self.needs_generator = any(p.needs_generator for p in parts)
+        self.needs_segments = any(p.needs_segments for p in parts)
         self.options = {k: v for p in parts for k, v in p.options.items()}
+
+    @property
+    def recorded_options(self) -> dict:
+        return {k: v for p in self.parts for k, v in p.recorded_options.items()}
 
     def apply(self, x, y, ctx):
         first = self.parts[0]

@@ -9,6 +9,7 @@ import torch
 
 from .. import masks as M
 from ..augment import CropFlip, normalize, resize
+from ..config import P_GENERATED
 from ..masks import check_choice
 from .base import Method, StepContext
 from .common import check_probability
@@ -36,12 +37,14 @@ class ChimeraMix(Method):
     label = "ChimeraMix"
     paper = "Reinders, Schubert, Rosenhahn: ChimeraMix, IJCAI 2022"
     # Mask settings default to the generator run's (the classifier stage reads them from its run.json).
-    defaults = {"p_generated": 0.5, "mask": "seg", "seg_mask": "range", "grid_offset": "batch", "mask_resize": "nearest",
-                "grid_k": 4, "work_size": 64, "aug_order": "parents", "seed": 0}
+    defaults = {"p_generated": P_GENERATED, "mask": "seg", "seg_mask": "range", "grid_offset": "batch",
+                "mask_resize": "nearest", "grid_k": 4, "aug_order": "parents"}
+    context = ("seed", "work_size")  # the run's seed (which batches are replaced); the generator's working resolution
     needs_generator = True
 
-    def __init__(self, **options):
+    def __init__(self, *, seed: int = 0, work_size: int = 64, **options):
         super().__init__(**options)
+        self.seed, self.work_size = int(seed), int(work_size)
         o = self.options
         self.spec = M.MaskSpec.from_config(o)
         self.p = check_probability("p_generated", o["p_generated"], self.name)
@@ -51,8 +54,7 @@ class ChimeraMix(Method):
     def apply(self, x, y, ctx: StepContext, augment: Method | None = None):
         """augment: a policy (AutoAugment, TrivialAugment) applied to each parent before composing, as the public
         code does (and to the real batch when it is not replaced)."""
-        o = self.options
-        replaced = replaced_at(o["seed"], ctx.step, self.p)
+        replaced = replaced_at(self.seed, ctx.step, self.p)
         ctx.extra["generated"] = 1.0 if replaced else 0.0
         if not replaced:
             return augment.apply(x, y, ctx) if augment is not None else (x, y)
@@ -63,7 +65,7 @@ class ChimeraMix(Method):
         seg1 = seg2 = None
         if self.spec.kind == "seg":
             seg1, seg2 = ctx.crop.apply(data.segments[ctx.idx]), p2.apply(data.segments[i2])
-        m = self.spec.sample(len(i2), o["work_size"] // 4, gen, x.device, seg1, seg2, data.num_segments)
+        m = self.spec.sample(len(i2), self.work_size // 4, gen, x.device, seg1, seg2, data.num_segments)
         if augment is not None:
             x, x2 = augment.apply(x, y, ctx)[0], augment.apply(x2, y, ctx)[0]
-        return compose(ctx.generator, x, x2, m, o["work_size"], ctx.autocast), y
+        return compose(ctx.generator, x, x2, m, self.work_size, ctx.autocast), y

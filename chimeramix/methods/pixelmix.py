@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from .. import masks as M
 from ..augment import CropFlip, normalize
+from ..config import P_GENERATED
 from ..errors import ChimeraMixError
 from .base import Method, StepContext
 from .chimeramix import replaced_at
@@ -27,10 +28,12 @@ from .common import check_number, check_probability
 
 
 class _PixelMix(Method):
-    defaults = {"p_generated": 0.5, "seed": 0}
+    defaults = {"p_generated": P_GENERATED}
+    context = ("seed",)  # the run's seed: which batches are replaced, as ChimeraMix decides it
 
-    def __init__(self, **options):
+    def __init__(self, *, seed: int = 0, **options):
         super().__init__(**options)
+        self.seed = int(seed)
         self.p = check_probability("p_generated", self.options["p_generated"], self.name)
 
     def masks(self, x, ctx: StepContext, i2, crop2):
@@ -38,7 +41,7 @@ class _PixelMix(Method):
         raise NotImplementedError
 
     def apply(self, x, y, ctx: StepContext):
-        replaced = replaced_at(int(self.options["seed"]), ctx.step, self.p)
+        replaced = replaced_at(self.seed, ctx.step, self.p)
         ctx.extra["mixed"] = 1.0 if replaced else 0.0
         if not replaced:
             return x, y
@@ -82,8 +85,8 @@ class SegMix(_PixelMix):
     name = "segmix"
     label = "SegMix"
     paper = "Reinders, Schubert, Rosenhahn: ChimeraMix, IJCAI 2022 (ablation, Table 3: segment masks on pixels, no generator)"
-    defaults = {"needs_segments": True, "seg_mask": "range", "work_size": 64, "seg_scale": 60, "seg_min_size": 60,
-                **_PixelMix.defaults}
+    defaults = {"seg_mask": "range", "work_size": 64, "seg_scale": 60, "seg_min_size": 60, **_PixelMix.defaults}
+    needs_segments = True
 
     def __init__(self, **options):
         super().__init__(**options)
@@ -94,10 +97,14 @@ class SegMix(_PixelMix):
         if self.spec.seg_rule != "range":
             self.label += f" ({self.spec.seg_rule} segments)"
 
+    @property
+    def recorded_options(self) -> dict:
+        return {"needs_segments": True, **super().recorded_options}  # as SegMix runs have always recorded it
+
     def masks(self, x, ctx, i2, crop2):
         data = ctx.data
         if getattr(data, "segments", None) is None:
             raise ChimeraMixError("segmix needs the segment maps of the training images: build DeviceData with segments "
-                                  "(fit-classifier does this when the method's options say needs_segments)")
+                                  "(fit-classifier does this for a method with needs_segments)")
         seg1, seg2 = ctx.crop.apply(data.segments[ctx.idx]), crop2.apply(data.segments[i2])
         return self.spec.sample(x.shape[0], x.shape[-1], ctx.gen, x.device, seg1, seg2, data.num_segments)

@@ -18,7 +18,7 @@ from ..data.device import DeviceData
 from ..data.imageset import ImageSet
 from ..errors import ChimeraMixError
 from ..fileio import write_json, write_text
-from ..methods import StepContext, build_method, check_options
+from ..methods import MethodSpec, StepContext
 from ..models import ARCHS, build_classifier
 from ..plots import read_metrics, save_confusion, save_loss_curves
 from ..progress import SILENT, Progress
@@ -109,11 +109,14 @@ class ClassifierTrainer:
         return torch.cat(preds) if preds else torch.zeros(0, dtype=torch.long)
 
 
-def _method_options(cfg: ClassifierConfig, gen_cfg: dict | None, image_size: int) -> dict:
-    """The user's -o options, then what the run implies: seed, replacement rate, the generator's mask and resolution."""
+def _method_options(cfg: ClassifierConfig, gen_cfg: dict | None, image_size: int) -> tuple[dict, dict]:
+    """The method's options (the user's -o, then what the run implies: replacement rate, the generator's mask rules)
+    and the run context it is built with (seed, the generator's working resolution)."""
     opts = dict(cfg.method_options)
-    opts.setdefault("seed", cfg.seed)
     opts.setdefault("p_generated", cfg.p_generated)
+    # without a generator, masks are drawn as ChimeraMix's would be: 32x32 data worked at 64
+    work_size = gen_cfg["work_size"] if gen_cfg is not None else (2 * image_size if image_size <= 32 else image_size)
+    context = {"seed": cfg.seed, "work_size": work_size}
     if gen_cfg is not None:
         # The generator's mask rules travel with it; asking for another kind is refused (it learned this one).
         spec = M.MaskSpec.from_config(gen_cfg)
@@ -124,7 +127,7 @@ def _method_options(cfg: ClassifierConfig, gen_cfg: dict | None, image_size: int
                 f"drop --mask to use the generator's, or train a generator with --mask {asked}"
             )
         for k, v in (("mask", spec.kind), ("seg_mask", spec.seg_rule), ("grid_offset", spec.grid_offset),
-                     ("mask_resize", spec.resize), ("grid_k", spec.grid_k), ("work_size", gen_cfg["work_size"])):
+                     ("mask_resize", spec.resize), ("grid_k", spec.grid_k)):
             opts.setdefault(k, v)
     else:
         if cfg.mask:
@@ -132,10 +135,10 @@ def _method_options(cfg: ClassifierConfig, gen_cfg: dict | None, image_size: int
         # GridMix and SegMix without a generator draw masks as ChimeraMix would: 32x32 data at 64, Felzenszwalb 60/60
         # up to 64x64, 400/400 for larger images
         small = image_size <= 64
-        opts.setdefault("work_size", 2 * image_size if image_size <= 32 else image_size)
+        opts.setdefault("work_size", work_size)
         opts.setdefault("seg_scale", 60 if small else 400)
         opts.setdefault("seg_min_size", 60 if small else 400)
-    return opts
+    return opts, context
 
 
 def _named_options(cfg: ClassifierConfig) -> dict:
@@ -164,8 +167,9 @@ def fit_classifier(cfg: ClassifierConfig, *, resume: bool | str = False, force: 
         raise ChimeraMixError(f"unknown --arch '{cfg.arch}': choose one of {', '.join(ARCHS)}")
     if gen_info is not None:
         check_generator_split(gen_info, prep.split.key(), cfg.generator)
-    check_options(cfg.method, cfg.method_options)
-    method = build_method(cfg.method, _method_options(cfg, gen_info["config"] if gen_info else None, prep.train.image_size[0]))
+    spec = MethodSpec.parse(cfg.method)
+    spec.check_options(cfg.method_options)
+    method = spec.build(*_method_options(cfg, gen_info["config"] if gen_info else None, prep.train.image_size[0]))
     if method.needs_generator and gen_info is None:
         raise ChimeraMixError(f"method '{cfg.method}' needs a trained generator: pass --generator <fit-generator run folder>")
     if gen_info is not None and not method.needs_generator:
@@ -180,7 +184,7 @@ def fit_classifier(cfg: ClassifierConfig, *, resume: bool | str = False, force: 
             diff = [f"{k}={v}" for k, v in own.to_dict().items() if gen_spec.to_dict()[k] != v]
             method.label += f" (classifier masks: {', '.join(diff)})"
             variant += "-" + "-".join(d.replace("=", "_") for d in diff)
-    if (method.needs_generator and method.options.get("mask") == "seg") or method.options.get("needs_segments"):
+    if (method.needs_generator and method.options.get("mask") == "seg") or method.needs_segments:
         if cfg.seg_view == "generator":
             method.label += " (generator-view segments)"
             variant += "-genseg"
@@ -198,7 +202,7 @@ def fit_classifier(cfg: ClassifierConfig, *, resume: bool | str = False, force: 
         G, _ = load_generator(cfg.generator, prep.device)
         G = speed.prepare_module(G)
 
-    config = {**to_dict(cfg), "method": method.name, "method_options": method.options, "fingerprint": prep.split.fingerprint}
+    config = {**to_dict(cfg), "method": method.name, "method_options": method.recorded_options, "fingerprint": prep.split.fingerprint}
     suffix = method.name.replace("+", "-") + (f"-{method.options['mask']}" if method.needs_generator else "")
     suffix += variant + options_tag(_named_options(cfg))
     out = run_path(cfg, "clf", suffix, root)
@@ -210,7 +214,7 @@ def fit_classifier(cfg: ClassifierConfig, *, resume: bool | str = False, force: 
         prep.split.save(run.file(SPLIT_FILE))
 
         segments = None
-        if (method.needs_generator and method.options.get("mask") == "seg") or method.options.get("needs_segments"):
+        if (method.needs_generator and method.options.get("mask") == "seg") or method.needs_segments:
             segments = _segments_at_native(prep.subset, gen_info["config"] if gen_info else None, method.options, cfg.seg_view)
         progress.message(f"classifier {cfg.arch} ({method.label}): {len(prep.subset)} images, {cfg.steps} steps on {prep.device}")
         gen = seeded_generator(prep.device, cfg.seed, stream=2)
