@@ -2,7 +2,7 @@
 
 kornia.augmentation.RandomCrop/RandomHorizontalFlip would do the same, but
 they resample float images through an affine warp and cannot carry integer
-segment label maps along at a different resolution; one integer gather does
+segment label maps along exactly; one integer gather does
 crop and flip for uint8 images and label maps alike, exactly and in one pass.
 """
 
@@ -31,15 +31,15 @@ class CropFlip:
         fl = torch.rand(n, generator=gen, device=device) < 0.5 if flip else torch.zeros(n, dtype=torch.bool, device=device)
         return cls(oy, ox, fl, pad)
 
-    def apply(self, x: torch.Tensor, scale: int = 1) -> torch.Tensor:
-        """Crop/flip N x C x H x W (or N x H x W) of any dtype; `scale` > 1 for maps at scale x the image size."""
+    def apply(self, x: torch.Tensor) -> torch.Tensor:
+        """Crop/flip N x C x H x W (or N x H x W label maps) of any dtype, at the size the parameters were drawn for."""
         squeeze = x.dim() == 3
         if squeeze:
             x = x[:, None]
         n, c, h, w = x.shape
         dev = x.device
-        rows = _reflect_scaled((self.oy[:, None] - self.pad) * scale + torch.arange(h, device=dev), h, scale)
-        cols = _reflect_scaled((self.ox[:, None] - self.pad) * scale + torch.arange(w, device=dev), w, scale)
+        rows = _reflect((self.oy[:, None] - self.pad) + torch.arange(h, device=dev), h)
+        cols = _reflect((self.ox[:, None] - self.pad) + torch.arange(w, device=dev), w)
         cols = torch.where(self.flip[:, None], cols.flip(1), cols)
         out = x[
             torch.arange(n, device=dev)[:, None, None, None],
@@ -57,22 +57,6 @@ def _reflect(i: torch.Tensor, n: int) -> torch.Tensor:
     period = 2 * (n - 1)
     i = torch.remainder(i, period)
     return torch.where(i >= n, period - i, i)
-
-
-def _reflect_scaled(i: torch.Tensor, n: int, scale: int) -> torch.Tensor:
-    """Reflect padding of a map at `scale` x the image's resolution, mirrored about the same image pixel.
-
-    Each block of scale x scale map pixels belongs to one image pixel; blocks are reflected as the image's
-    pixels are (edge not repeated) and a mirrored block has its sub-pixels mirrored too, so a map that is the
-    nearest upsampling of an image-aligned label map stays aligned with the image in the padded border.
-    """
-    if scale == 1 or n % scale:
-        return _reflect(i, n)
-    lo = n // scale
-    block = torch.div(i, scale, rounding_mode="floor")
-    sub = i - block * scale
-    mirrored = (block < 0) | (block >= lo)  # the padding is narrower than the image: one reflection at most
-    return _reflect(block, lo) * scale + torch.where(mirrored, scale - 1 - sub, sub)
 
 
 def normalize(x: torch.Tensor) -> torch.Tensor:
@@ -98,11 +82,3 @@ def resize_uint8(x: torch.Tensor, size: int) -> torch.Tensor:
         return x
     return resize(x.float(), size).round().clamp(0, 255).to(torch.uint8)
 
-
-def crop_flip_normalize(x: torch.Tensor, gen: torch.Generator, maps: torch.Tensor | None = None):
-    """The standard training augmentation of a uint8 batch; maps (label maps) follow the same crop/flip."""
-    p = CropFlip.sample(x.shape[0], x.shape[-1], gen, x.device)
-    out = normalize(p.apply(x))
-    if maps is None:
-        return out
-    return out, p.apply(maps, scale=maps.shape[-1] // x.shape[-1])

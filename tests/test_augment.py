@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from chimeramix.augment import CropFlip, crop_flip_normalize, denormalize, normalize, resize, resize_uint8
+from chimeramix.augment import CropFlip, denormalize, normalize, resize, resize_uint8
 
 
 def gen(seed: int = 0) -> torch.Generator:
@@ -41,9 +41,6 @@ def test_shapes_and_dtypes_kept():
     maps = torch.randint(0, 1000, (5, 16, 16), dtype=torch.int32)
     m = p.apply(maps)
     assert m.shape == maps.shape and m.dtype == torch.int32
-    maps2 = torch.randint(0, 1000, (5, 32, 32), dtype=torch.int32)
-    m2 = p.apply(maps2, scale=2)
-    assert m2.shape == (5, 32, 32) and m2.dtype == torch.int32
     f = p.apply(x.float())
     assert f.dtype == torch.float32 and torch.equal(f, y.float())
 
@@ -86,30 +83,6 @@ def test_label_maps_at_the_same_scale_follow_the_image():
         assert torch.equal(m[i].double(), ref)
 
 
-def test_label_maps_at_twice_the_size_follow_the_same_crop():
-    """A 2x map that is the nearest upsampling of an image-aligned label map stays aligned after the crop."""
-    torch.manual_seed(3)
-    n, size = 32, 16
-    labels = torch.randint(0, 1000, (n, size, size), dtype=torch.int32)
-    up = labels.repeat_interleave(2, dim=1).repeat_interleave(2, dim=2)  # n x 32 x 32
-    p = CropFlip.sample(n, size, gen(5), "cpu")
-    cropped_up = p.apply(up, scale=2)
-    for i in range(n):
-        ref = reference_crop(labels[i][None], int(p.oy[i]), int(p.ox[i]), bool(p.flip[i]), p.pad)[0]
-        ref_up = ref.repeat_interleave(2, dim=0).repeat_interleave(2, dim=1)
-        assert torch.equal(cropped_up[i].double(), ref_up), i
-
-    # arbitrary 2x content: inside the original the window is shifted by 2 x the image's offset
-    fine = torch.randint(0, 1000, (n, 2 * size, 2 * size), dtype=torch.int32)
-    out = p.apply(fine, scale=2)
-    for i in range(n):
-        dy, dx = 2 * (int(p.oy[i]) - p.pad), 2 * (int(p.ox[i]) - p.pad)
-        o = out[i].flip(-1) if p.flip[i] else out[i]
-        r0, r1 = max(0, -dy), min(2 * size, 2 * size - dy)
-        c0, c1 = max(0, -dx), min(2 * size, 2 * size - dx)
-        assert torch.equal(o[r0:r1, c0:c1], fine[i, r0 + dy: r1 + dy, c0 + dx: c1 + dx])
-
-
 def test_normalize_range_and_inverse():
     x = torch.tensor([0, 1, 127, 128, 254, 255], dtype=torch.uint8)
     y = normalize(x)
@@ -121,18 +94,6 @@ def test_normalize_range_and_inverse():
     normalize(f)
     assert f.tolist() == [0.0, 255.0]  # a float input is not modified in place
     assert denormalize(torch.tensor([-3.0, 3.0])).tolist() == [0.0, 1.0]
-
-
-def test_crop_flip_normalize_with_maps():
-    torch.manual_seed(4)
-    x = torch.randint(0, 256, (7, 3, 16, 16), dtype=torch.uint8)
-    maps = torch.randint(0, 9, (7, 32, 32), dtype=torch.int64)
-    out, m = crop_flip_normalize(x, gen(6), maps)
-    p = CropFlip.sample(7, 16, gen(6), "cpu")  # the same draws
-    assert torch.equal(out, normalize(p.apply(x)))
-    assert torch.equal(m, p.apply(maps, scale=2))
-    assert out.min() >= -1 and out.max() <= 1 and out.dtype == torch.float32
-    assert torch.equal(crop_flip_normalize(x, gen(6)), out)
 
 
 def test_resize():

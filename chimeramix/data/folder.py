@@ -15,10 +15,6 @@ from .imageset import ImageSet, check_fits, from_numpy_hwc
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 
-def is_image_folder(path: Path) -> bool:
-    return path.is_dir() and ((path / "train").is_dir() or (path / "test").is_dir())
-
-
 def list_classes(split_dir: Path) -> dict[str, list[Path]]:
     """Class name -> sorted image files; classes sorted as torchvision's ImageFolder sorts them."""
     if not split_dir.is_dir():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import nn
 
@@ -79,8 +78,3 @@ def build_classifier(arch: str, num_classes: int, dropout: float = 0.3) -> nn.Mo
     if arch not in ARCHS:
         raise ChimeraMixError(f"unknown --arch '{arch}': choose one of {', '.join(ARCHS)}")
     return ARCHS[arch][1](num_classes, dropout)
-
-
-@torch.no_grad()
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
