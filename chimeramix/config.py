@@ -11,7 +11,9 @@ import operator
 from dataclasses import asdict, dataclass, field, fields, replace
 
 from .errors import ChimeraMixError
-from .masks import SEG_INPUTS, MaskSpec, check_choice
+
+# No torch here (masks.py imports it lazily below): the CLI reads the defaults from these dataclasses for its help
+# texts, and `chimeramix --help` stays quick.
 
 D_STEPS = ("fresh", "reuse")
 SEG_VIEWS = ("classifier", "generator")
@@ -104,7 +106,7 @@ class ClassifierConfig(DataOptions):
     # Which view the classifier stage segments for seg masks: 'classifier' (its own images at their resolution,
     # as the public code) or 'generator' (as the generator run segmented them, e.g. 32x32 data at 64x64).
     seg_view: str = "classifier"
-    # None: 0.5, or the method option p_generated (-o p_generated=...) when that is given; resolved, it is the value used
+    # None: P_GENERATED (below), or the method option p_generated (-o p_generated=...) when that is given; resolved, it is the value used
     p_generated: float | None = None
     arch: str | None = None
     dropout: float = 0.3
@@ -134,6 +136,22 @@ CLASSIFIER_PRESETS = {
 }
 
 
+def _shown(v) -> str:
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def default_text(cls, name: str) -> str:
+    """A field's default as the presets set it, for help texts: '0.0002', or 'paper 64, cpu 16, fast 16'."""
+    table = GENERATOR_PRESETS if cls is GeneratorConfig else CLASSIFIER_PRESETS
+    base = next(f for f in fields(cls) if f.name == name).default
+    values = {p: table[p].get(name, base) for p in PRESETS}
+    if len(set(map(repr, values.values()))) == 1:
+        return _shown(base)
+    return ", ".join(f"{p} {_shown(v)}" for p, v in values.items())
+
+
 def _check_preset(name: str) -> None:
     if name not in PRESETS:
         raise ChimeraMixError(f"unknown --preset '{name}': choose one of {', '.join(PRESETS)}")
@@ -155,6 +173,7 @@ def make_config(cls, preset: str = "fast", **overrides):
 
 # The largest seed every consumer takes (numpy's and torch's generators get seed-derived values that must fit).
 MAX_SEED = 2**32 - 1
+# The paper's replacement rate: half the batches become compositions (ChimeraMix; GridMix and SegMix alike).
 P_GENERATED = 0.5
 
 
@@ -243,6 +262,8 @@ def check_config(cfg) -> None:
         if not isinstance(cfg.method_options, dict):
             raise ChimeraMixError(f"method options must be KEY=VALUE pairs (got {cfg.method_options!r})")
         replacement_rate(cfg)
+        from .masks import check_choice
+
         check_choice("--seg-view", cfg.seg_view, SEG_VIEWS)
 
 
@@ -278,6 +299,8 @@ MIN_WORK_SIZE = 32
 
 def check_generator_choices(cfg: GeneratorConfig) -> None:
     """Refuse an unknown mask kind, mask rule, segmentation input or D step in one line (before any work)."""
+    from .masks import SEG_INPUTS, MaskSpec, check_choice
+
     MaskSpec.from_config(cfg)
     check_choice("--seg-input", cfg.seg_input, SEG_INPUTS)
     check_choice("--d-step", cfg.d_step, D_STEPS)

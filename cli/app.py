@@ -18,6 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from chimeramix import __version__
+from chimeramix.config import P_GENERATED, ClassifierConfig, DataOptions, GeneratorConfig, default_text
 from chimeramix.errors import ChimeraMixError
 
 app = typer.Typer(
@@ -117,22 +118,22 @@ Spc = Annotated[int, typer.Option(help="Training images kept per class (the firs
 Seed = Annotated[int, typer.Option(help="Data split and training seed (the paper uses 0-4).")]
 Preset = Annotated[str, typer.Option(help="Hyperparameter preset: 'paper' (the public code's procedure and settings, a GPU job), 'cpu' (the CPU protocol: the fast networks, 4,000 classifier steps) or 'fast' (minutes: smoke tests and the demo).")]
 Device = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
-OutDir = Annotated[Optional[Path], typer.Option("--out", "--out-dir", help="Run folder. [default: checkpoints/<stage>-<data>-spc<N>-seed<S>-<method>-<preset>]")]
+OutDir = Annotated[Optional[Path], typer.Option("--out", "--out-dir", help="Run folder. [default: <checkpoints>/gen-<data>-spc<N>-seed<S>-<mask>-<preset> for fit-generator, <checkpoints>/clf-<data>-spc<N>-seed<S>-<method>[-o<hash of its options>]-<preset> for fit-classifier]")]
 Checkpoints = Annotated[Path, typer.Option(help="Folder in which default run folders are made.")]
 Resume = Annotated[bool, typer.Option(help="Continue an interrupted run in its folder.")]
 Force = Annotated[bool, typer.Option(help="Overwrite a finished (or unfinished) run in the output folder.")]
 Steps = Annotated[Optional[int], typer.Option(help="Total training steps. [default: preset's; paper: epochs x steps per epoch]")]
-Epochs = Annotated[Optional[int], typer.Option(help="Epochs of max(500 // spc, 1) repeats of the subset, when --steps is not set. [default: 200]")]
+Epochs = Annotated[Optional[int], typer.Option(help=f"Epochs of max(500 // spc, 1) repeats of the subset, when --steps is not set. [default: {GeneratorConfig.epochs}]")]
 BatchSize = Annotated[Optional[int], typer.Option(help="Batch size. [default: preset's and dataset's]")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout instead of a table.")]
-LogEvery = Annotated[Optional[int], typer.Option(help="Fetch, check and log the losses every N steps. [default: 25 generator, 50 classifier]")]
-CheckpointEvery = Annotated[Optional[int], typer.Option(help="Save a resumable checkpoint every N steps. [default: 500]")]
-CheckpointMinutes = Annotated[Optional[float], typer.Option(help="Also save a checkpoint when this many minutes passed since the last one (slow devices). [default: 10]")]
-DecoderResBlocks = Annotated[Optional[bool], typer.Option("--decoder-res-blocks/--no-decoder-res-blocks", help="Use the generator decoder's residual blocks (the paper's text) instead of dropping them as the public code does. [default: no]")]
-SegMask = Annotated[Optional[str], typer.Option(help="Segment mask rule: 'range' (public code: a contiguous range of the partner's segment labels) or 'bernoulli' (paper text: each own segment with p 0.5). [default: range]")]
-GridOffset = Annotated[Optional[str], typer.Option(help="Grid mask offset: 'batch' (public code: k x k cells stretched to size + size/k, one crop per batch) or 'sample' (cells of size/k, an offset per sample). [default: batch]")]
-MaskResize = Annotated[Optional[str], typer.Option(help="Pixel mask to feature size: 'nearest' (public code) or 'majority' (each cell goes with most of its pixels). [default: nearest]")]
+LogEvery = Annotated[Optional[int], typer.Option(help=f"Fetch, check and log the losses every N steps. [default: {GeneratorConfig.log_every} generator, {ClassifierConfig.log_every} classifier]")]
+CheckpointEvery = Annotated[Optional[int], typer.Option(help=f"Save a resumable checkpoint every N steps. [default: {default_text(GeneratorConfig, 'checkpoint_every')}]")]
+CheckpointMinutes = Annotated[Optional[float], typer.Option(help=f"Also save a checkpoint when this many minutes passed since the last one (slow devices). [default: {default_text(GeneratorConfig, 'checkpoint_minutes')}]")]
+DecoderResBlocks = Annotated[Optional[bool], typer.Option("--decoder-res-blocks/--no-decoder-res-blocks", help=f"Use the generator decoder's residual blocks (the paper's text) instead of dropping them as the public code does. [default: {default_text(GeneratorConfig, 'decoder_res_blocks')}]")]
+SegMask = Annotated[Optional[str], typer.Option(help=f"Segment mask rule: 'range' (public code: a contiguous range of the partner's segment labels) or 'bernoulli' (paper text: each own segment with p 0.5). [default: {default_text(GeneratorConfig, 'seg_mask')}]")]
+GridOffset = Annotated[Optional[str], typer.Option(help=f"Grid mask offset: 'batch' (public code: k x k cells stretched to size + size/k, one crop per batch) or 'sample' (cells of size/k, an offset per sample). [default: {default_text(GeneratorConfig, 'grid_offset')}]")]
+MaskResize = Annotated[Optional[str], typer.Option(help=f"Pixel mask to feature size: 'nearest' (public code) or 'majority' (each cell goes with most of its pixels). [default: {default_text(GeneratorConfig, 'mask_resize')}]")]
 
 # --out is a folder everywhere (a run folder, an export folder) or, on predict, the one file it names. Commands that
 # write several tables take a file-name prefix, which is --out-prefix; their old spelling --out still works, unlisted.
@@ -180,67 +181,101 @@ def datasets(data_dir: DataDir = None):
         out.print(f"[bold]{r['name']}[/bold]: looks in {r['location']}; {r['how']}", highlight=False, soft_wrap=True)
 
 
+# Options both stages take, declared once: (parameter, annotation, default). `stage_options` appends them to a stage
+# command's signature and hands them to it as one dict; their defaults come from chimeramix/config.py.
+STAGE_OPTIONS = (
+    ("data", Data, DataOptions.data),
+    ("spc", Spc, DataOptions.spc),
+    ("seed", Seed, DataOptions.seed),
+    ("preset", Preset, GeneratorConfig.preset),
+    ("out_dir", OutDir, None),
+    ("steps", Steps, None),
+    ("epochs", Epochs, None),
+    ("batch_size", BatchSize, None),
+    ("data_dir", DataDir, None),
+    ("image_size", ImageSize, None),
+    ("device", Device, DataOptions.device),
+    ("amp", Amp, DataOptions.amp),
+    ("channels_last", ChannelsLast, DataOptions.channels_last),
+    ("fused", Fused, DataOptions.fused),
+    ("compile", Compile, DataOptions.compile),
+    ("log_every", LogEvery, None),
+    ("checkpoint_every", CheckpointEvery, None),
+    ("checkpoint_minutes", CheckpointMinutes, None),
+    ("checkpoints", Checkpoints, Path("checkpoints")),
+    ("resume", Resume, False),
+    ("force", Force, False),
+    ("quiet", Quiet, False),
+    ("as_json", AsJson, False),
+)
+# what of them is not part of the config: how to run, not what to compute
+RUN_CONTROLS = ("preset", "checkpoints", "resume", "force", "quiet", "as_json")
+
+
+def stage_options(fn):
+    """Give a stage command the STAGE_OPTIONS; it receives them as `common` (config fields) and `run` (RUN_CONTROLS)."""
+    sig = inspect.signature(fn, eval_str=True)
+    own = [p for p in sig.parameters.values() if p.name not in ("common", "run")]
+    shared = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+              for name, annotation, default in STAGE_OPTIONS]
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        given = {name: kwargs.pop(name) for name, _, _ in STAGE_OPTIONS if name in kwargs}
+        run = {k: given.pop(k) for k in RUN_CONTROLS}
+        out_dir, data_dir = given.pop("out_dir"), given.pop("data_dir")
+        common = {**given, "out": str(out_dir) if out_dir else None, "data_dir": str(data_dir) if data_dir else None}
+        return fn(*args, common=common, run=run, **kwargs)
+
+    wrapper.__signature__ = sig.replace(parameters=[*own, *shared])
+    return wrapper
+
+
+def _default(cls, name: str) -> str:
+    return f"[default: {default_text(cls, name)}]"
+
+
+G, C = GeneratorConfig, ClassifierConfig
+
+
 @app.command("fit-generator")
 @friendly
+@stage_options
 def fit_generator_cmd(
-    data: Data = "digits",
-    spc: Spc = 5,
-    seed: Seed = 0,
-    mask: Annotated[str, typer.Option(help="Mixing mask: 'grid' (random k x k cells) or 'seg' (Felzenszwalb segments).")] = "seg",
-    preset: Preset = "fast",
-    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Run folder. [default: checkpoints/gen-<data>-spc<N>-seed<S>-<mask>-<preset>]")] = None,
-    steps: Steps = None,
-    epochs: Epochs = None,
-    batch_size: BatchSize = None,
-    lr: Annotated[Optional[float], typer.Option(help="Adam learning rate of G and D. [default: 2e-4]")] = None,
-    w_rec: Annotated[Optional[float], typer.Option(help="Weight of the reconstruction loss, mse(rec1, x1) + mse(rec2, x2). [default: 1000]")] = None,
-    w_lap: Annotated[Optional[float], typer.Option(help="Weight of the Laplacian-pyramid L1 (3 band-pass levels). [default: 1]")] = None,
-    w_adv: Annotated[Optional[float], typer.Option(help="Weight of the LSGAN term. [default: 1]")] = None,
-    ngf: Annotated[Optional[int], typer.Option(help="Generator base channels. [default: paper 64, fast 16]")] = None,
-    ndf: Annotated[Optional[int], typer.Option(help="Discriminator base channels. [default: paper 64, fast 16]")] = None,
+    mask: Annotated[str, typer.Option(help="Mixing mask: 'grid' (random k x k cells) or 'seg' (Felzenszwalb segments).")] = G.mask,
+    lr: Annotated[Optional[float], typer.Option(help=f"Adam learning rate of G and D. {_default(G, 'lr')}")] = None,
+    w_rec: Annotated[Optional[float], typer.Option(help=f"Weight of the reconstruction loss, mse(rec1, x1) + mse(rec2, x2). {_default(G, 'w_rec')}")] = None,
+    w_lap: Annotated[Optional[float], typer.Option(help=f"Weight of the Laplacian-pyramid L1 ({G.lap_levels} band-pass levels). {_default(G, 'w_lap')}")] = None,
+    w_adv: Annotated[Optional[float], typer.Option(help=f"Weight of the LSGAN term. {_default(G, 'w_adv')}")] = None,
+    ngf: Annotated[Optional[int], typer.Option(help=f"Generator base channels. {_default(G, 'ngf')}")] = None,
+    ndf: Annotated[Optional[int], typer.Option(help=f"Discriminator base channels. {_default(G, 'ndf')}")] = None,
     work_size: Annotated[Optional[int], typer.Option(help="Resolution the generator works at. [default: paper: 2 x 32x32 data, else native]")] = None,
     decoder_res_blocks: DecoderResBlocks = None,
     seg_mask: SegMask = None,
     grid_offset: GridOffset = None,
     mask_resize: MaskResize = None,
-    seg_input: Annotated[Optional[str], typer.Option(help="Felzenszwalb input: 'float' (the [-1, 1] image, public code) or 'uint8'. [default: float]")] = None,
-    d_step: Annotated[Optional[str], typer.Option(help="Discriminator step: 'fresh' (public code: a new composition after G's update, real = x1 or x2) or 'reuse' (G's composition, real = x1). [default: fresh]")] = None,
-    grid_k: Annotated[Optional[int], typer.Option(help="Grid mask cells per side. [default: 4]")] = None,
+    seg_input: Annotated[Optional[str], typer.Option(help=f"Felzenszwalb input: 'float' (the [-1, 1] image, public code) or 'uint8'. {_default(G, 'seg_input')}")] = None,
+    d_step: Annotated[Optional[str], typer.Option(help=f"Discriminator step: 'fresh' (public code: a new composition after G's update, real = x1 or x2) or 'reuse' (G's composition, real = x1). {_default(G, 'd_step')}")] = None,
+    grid_k: Annotated[Optional[int], typer.Option(help=f"Grid mask cells per side. {_default(G, 'grid_k')}")] = None,
     seg_scale: Annotated[Optional[float], typer.Option(help="Felzenszwalb scale. [default: 60 up to 64x64, else 400]")] = None,
     seg_min_size: Annotated[Optional[int], typer.Option(help="Felzenszwalb min_size. [default: 60 up to 64x64, else 400]")] = None,
-    data_dir: DataDir = None,
-    image_size: ImageSize = None,
-    device: Device = "auto",
-    amp: Amp = "auto",
-    channels_last: ChannelsLast = "auto",
-    fused: Fused = "auto",
-    compile: Compile = "off",
-    log_every: LogEvery = None,
-    checkpoint_every: CheckpointEvery = None,
-    checkpoint_minutes: CheckpointMinutes = None,
-    checkpoints: Checkpoints = Path("checkpoints"),
-    resume: Resume = False,
-    force: Force = False,
-    quiet: Quiet = False,
-    as_json: AsJson = False,
+    common: dict = None,
+    run: dict = None,
 ):
     """Train the mixing generator (stage 1) on a per-class subset; writes generator.safetensors, samples.png, losses.png."""
-    from chimeramix.config import GeneratorConfig, make_config
+    from chimeramix.config import make_config
     from chimeramix.train.generator import fit_generator
 
     cfg = make_config(
-        GeneratorConfig, preset, data=data, data_dir=str(data_dir) if data_dir else None, image_size=image_size, spc=spc,
-        seed=seed, device=device, mask=mask, out=str(out_dir) if out_dir else None, steps=steps, epochs=epochs,
-        batch_size=batch_size, lr=lr, w_rec=w_rec, w_lap=w_lap, w_adv=w_adv, ngf=ngf, ndf=ndf, work_size=work_size,
-        decoder_res_blocks=decoder_res_blocks, seg_mask=seg_mask, grid_offset=grid_offset, mask_resize=mask_resize,
-        seg_input=seg_input, d_step=d_step, grid_k=grid_k, seg_scale=seg_scale, seg_min_size=seg_min_size,
-        log_every=log_every, checkpoint_every=checkpoint_every, checkpoint_minutes=checkpoint_minutes, **_speed(amp, channels_last, fused, compile),
+        GeneratorConfig, run["preset"], **common, mask=mask, lr=lr, w_rec=w_rec, w_lap=w_lap, w_adv=w_adv, ngf=ngf, ndf=ndf,
+        work_size=work_size, decoder_res_blocks=decoder_res_blocks, seg_mask=seg_mask, grid_offset=grid_offset,
+        mask_resize=mask_resize, seg_input=seg_input, d_step=d_step, grid_k=grid_k, seg_scale=seg_scale, seg_min_size=seg_min_size,
     )
-    with _progress(quiet or as_json) as p:
-        r = fit_generator(cfg, resume=resume, force=force, progress=p, root=checkpoints)
+    with _progress(run["quiet"] or run["as_json"]) as p:
+        r = fit_generator(cfg, resume=run["resume"], force=run["force"], progress=p, root=run["checkpoints"])
     summary = {"run": str(r.run_dir), "steps": r.steps, "losses": r.losses, "samples": str(r.samples),
                "already_finished": r.already_finished}
-    if as_json:
+    if run["as_json"]:
         print(json.dumps(summary, indent=2))
         return
     if r.already_finished:
@@ -248,7 +283,6 @@ def fit_generator_cmd(
                   highlight=False, soft_wrap=True)
     _print_summary("generator run", [("steps", str(r.steps)), *((f"loss {k}", f"{v:.5g}") for k, v in r.losses.items())],
                    [("run", r.run_dir), ("samples", r.samples), ("weights", r.run_dir / "generator.safetensors")])
-
 
 def _print_summary(title: str, rows: list[tuple[str, str]], paths: list[tuple[str, Path]]) -> None:
     """A two-column table; the paths go in it when they fit the terminal, else below it on their own lines, never cut."""
@@ -286,56 +320,34 @@ def _parse_options(pairs: list[str]) -> dict:
 
 @app.command("fit-classifier")
 @friendly
+@stage_options
 def fit_classifier_cmd(
-    data: Data = "digits",
-    spc: Spc = 5,
-    seed: Seed = 0,
     generator: Annotated[Optional[Path], typer.Option(help="A finished fit-generator run folder: train with ChimeraMix compositions.")] = None,
     method: Annotated[Optional[str], typer.Option(help="Training method (see `chimeramix methods`). [default: chimeramix with --generator, else none]")] = None,
     option: Annotated[Optional[list[str]], typer.Option("--option", "-o", help="A method option KEY=VALUE, e.g. -o alpha=0.4 (repeatable).")] = None,
     mask: Annotated[Optional[str], typer.Option(help="Mask kind for compositions; must match the generator run's. [default: the generator run's]")] = None,
-    seg_view: Annotated[str, typer.Option(help="What the classifier stage segments for seg masks: 'classifier' (its own images, as the public code) or 'generator' (as the generator run did).")] = "classifier",
-    p_generated: Annotated[Optional[float], typer.Option(help="Probability that a batch is replaced by compositions (the method option p_generated; give it one way). [default: 0.5]")] = None,
+    seg_view: Annotated[str, typer.Option(help="What the classifier stage segments for seg masks: 'classifier' (its own images, as the public code) or 'generator' (as the generator run did).")] = C.seg_view,
+    p_generated: Annotated[Optional[float], typer.Option(help=f"Probability that a batch is replaced by compositions (the method option p_generated; give it one way). [default: {P_GENERATED:g}]")] = None,
     arch: Annotated[Optional[str], typer.Option(help="wrn16-8, wrn16-4, wrn16-2 or resnet50. [default: paper: wrn16-8 (32x32) / resnet50 (96x96); fast: wrn16-2]")] = None,
-    preset: Preset = "fast",
-    out_dir: OutDir = None,
-    steps: Steps = None,
-    epochs: Epochs = None,
-    batch_size: BatchSize = None,
     lr: Annotated[Optional[float], typer.Option(help="SGD learning rate (cosine-annealed). [default: paper 4.6e-3 (32x32) / 7.4e-3 (96x96)]")] = None,
     weight_decay: Annotated[Optional[float], typer.Option(help="SGD weight decay. [default: paper 5.3e-3 (32x32) / 4.1e-4 (96x96)]")] = None,
-    dropout: Annotated[float, typer.Option(help="Dropout inside the Wide ResNet blocks.")] = 0.3,
-    data_dir: DataDir = None,
-    image_size: ImageSize = None,
-    device: Device = "auto",
-    amp: Amp = "auto",
-    channels_last: ChannelsLast = "auto",
-    fused: Fused = "auto",
-    compile: Compile = "off",
-    log_every: LogEvery = None,
-    checkpoint_every: CheckpointEvery = None,
-    checkpoint_minutes: CheckpointMinutes = None,
-    checkpoints: Checkpoints = Path("checkpoints"),
-    resume: Resume = False,
-    force: Force = False,
-    quiet: Quiet = False,
-    as_json: AsJson = False,
+    dropout: Annotated[float, typer.Option(help="Dropout inside the Wide ResNet blocks.")] = C.dropout,
+    common: dict = None,
+    run: dict = None,
 ):
     """Train a classifier (stage 2), with ChimeraMix or another method, and evaluate it once on the test set."""
-    from chimeramix.config import ClassifierConfig, make_config
+    from chimeramix.config import make_config
     from chimeramix.train.classifier import fit_classifier
 
     cfg = make_config(
-        ClassifierConfig, preset, data=data, data_dir=str(data_dir) if data_dir else None, image_size=image_size, spc=spc,
-        seed=seed, device=device, generator=str(generator) if generator else None, method=method, mask=mask, seg_view=seg_view,
-        p_generated=p_generated, arch=arch, out=str(out_dir) if out_dir else None, steps=steps, epochs=epochs,
-        batch_size=batch_size, lr=lr, weight_decay=weight_decay, dropout=dropout, method_options=_parse_options(option),
-        log_every=log_every, checkpoint_every=checkpoint_every, checkpoint_minutes=checkpoint_minutes, **_speed(amp, channels_last, fused, compile),
+        ClassifierConfig, run["preset"], **common, generator=str(generator) if generator else None, method=method, mask=mask,
+        seg_view=seg_view, p_generated=p_generated, arch=arch, lr=lr, weight_decay=weight_decay, dropout=dropout,
+        method_options=_parse_options(option),
     )
-    with _progress(quiet or as_json) as p:
-        r = fit_classifier(cfg, resume=resume, force=force, progress=p, root=checkpoints)
+    with _progress(run["quiet"] or run["as_json"]) as p:
+        r = fit_classifier(cfg, resume=run["resume"], force=run["force"], progress=p, root=run["checkpoints"])
     res = r.result
-    if as_json:
+    if run["as_json"]:
         print(json.dumps({k: res[k] for k in ("label", "accuracy", "mean_class_accuracy", "test_size", "split")} | {"run": str(r.run_dir)}, indent=2))
         return
     if r.already_finished:
@@ -469,7 +481,7 @@ def export_cmd(
     out_dir: Annotated[Path, typer.Option("--out", help="The export folder: train/<class>/, test/<class>/, manifest.json, samples.png.")],
     with_real: Annotated[bool, typer.Option("--with-real", help="Also write the subset's real images (train/<class>/real_<index>.png). [default: off]")] = False,
     seed: Annotated[Optional[int], typer.Option(help="Seed of the parents' and masks' draws. [default: the generator run's seed]")] = None,
-    seg_view: Annotated[str, typer.Option(help="What seg masks segment: 'classifier' (each image at its own size, as fit-classifier's default) or 'generator' (as the generator run did).")] = "classifier",
+    seg_view: Annotated[str, typer.Option(help="What seg masks segment: 'classifier' (each image at its own size, as fit-classifier's default) or 'generator' (as the generator run did).")] = ClassifierConfig.seg_view,
     data_dir: Annotated[Optional[Path], typer.Option(help="Where a named dataset is read from. [default: the generator run's --data-dir, else $CHIMERAMIX_DATA or ~/.cache/chimeramix]")] = None,
     device: Device = "auto",
     force: Annotated[bool, typer.Option(help="Replace a finished export in --out.")] = False,

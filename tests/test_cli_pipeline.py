@@ -151,7 +151,11 @@ def test_help_documents_every_option_with_its_default(monkeypatch):
         assert opt in flat
     assert "[default: seg]" in flat and "[default: fast]" in flat
     # defaults written into help texts survive (rich markup would swallow them as tags)
-    assert "[default: range]" in flat and "[default: paper 64, fast 16]" in flat
+    assert "[default: range]" in flat and "[default: paper 64, cpu 16, fast 16]" in flat
+    # the defaults shown are config.py's own values, not copies
+    from chimeramix.config import GeneratorConfig, default_text
+
+    assert f"[default: {GeneratorConfig.lr:g}]" in flat and f"[default: {default_text(GeneratorConfig, 'ngf')}]" in flat
 
 
 def test_seeds_in_parallel_processes_match_sequential(folder, tmp_path):
