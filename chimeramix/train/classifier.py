@@ -12,7 +12,7 @@ import torch
 from .. import checkpoint as ckpt
 from .. import masks as M
 from ..augment import CropFlip, normalize
-from ..config import (P_GENERATED, RUNTIME_FIELDS, ClassifierConfig, check_config, replacement_rate, resolve_classifier,
+from ..config import (P_GENERATED, ClassifierConfig, check_config, replacement_rate, resolve_classifier,
                       to_dict)
 from ..data.device import DeviceData
 from ..data.imageset import ImageSet
@@ -20,14 +20,14 @@ from ..errors import ChimeraMixError
 from ..fileio import write_json, write_text
 from ..methods import MethodSpec, StepContext
 from ..models import ARCHS, build_classifier
-from ..plots import read_metrics, save_confusion, save_loss_curves
+from ..plots import save_confusion
 from ..progress import SILENT, Progress
 from ..report import classification_metrics, run_markdown
-from ..runs import METRICS_FILE, SPLIT_FILE, STATE_FILE, new_info, prepare
 from ..speed import SpeedOptions
 from .generator import load_generator
-from .loop import TrainState, run_steps
-from .setup import options_tag, prepare_data, run_path, seeded_generator, variant_label, variant_suffix
+from .loop import TrainState
+from .setup import options_tag, prepare_data, seeded_generator, variant_label, variant_suffix
+from .stage import open_stage
 
 WEIGHTS_FILE = "classifier.safetensors"
 
@@ -205,14 +205,11 @@ def fit_classifier(cfg: ClassifierConfig, *, resume: bool | str = False, force: 
     config = {**to_dict(cfg), "method": method.name, "method_options": method.recorded_options, "fingerprint": prep.split.fingerprint}
     suffix = method.name.replace("+", "-") + (f"-{method.options['mask']}" if method.needs_generator else "")
     suffix += variant + options_tag(_named_options(cfg))
-    out = run_path(cfg, "clf", suffix, root)
-    run = prepare(out, "classifier", config, resume, force, ignore=RUNTIME_FIELDS)
-    with run:  # holds the folder's lock until the run ends, however it ends
-        if run.already_finished:
-            result = run.info()["result"]
-            return ClassifierResult(out, result["accuracy"], result, already_finished=True)
-        prep.split.save(run.file(SPLIT_FILE))
-
+    with open_stage("classifier", "clf", suffix, cfg, config, prep, root, resume, force, progress) as stage:
+        if stage.already_finished:
+            result = stage.run.info()["result"]
+            return ClassifierResult(stage.out, result["accuracy"], result, already_finished=True)
+        stage.begin()
         segments = None
         if (method.needs_generator and method.options.get("mask") == "seg") or method.needs_segments:
             segments = _segments_at_native(prep.subset, gen_info["config"] if gen_info else None, method.options, cfg.seg_view)
@@ -220,11 +217,8 @@ def fit_classifier(cfg: ClassifierConfig, *, resume: bool | str = False, force: 
         gen = seeded_generator(prep.device, cfg.seed, stream=2)
         data = DeviceData(prep.subset, prep.device, cfg.seed, segments)
         trainer = ClassifierTrainer(cfg, data, gen, method, G, speed)
-        info = run.info() if run.resumed else new_info("classifier", config, prep.split.to_dict(), cfg.steps)
         t0 = time.perf_counter()
-        losses = run_steps(run, info, trainer.state(), trainer.step, cfg.steps, task="classifier", progress=progress,
-                           log_every=cfg.log_every, checkpoint_every=cfg.checkpoint_every,
-                           checkpoint_minutes=cfg.checkpoint_minutes, record="mean")
+        losses = stage.train(trainer.state(), trainer.step, record="mean")
         train_s = time.perf_counter() - t0
 
         t0 = time.perf_counter()
@@ -240,18 +234,14 @@ def fit_classifier(cfg: ClassifierConfig, *, resume: bool | str = False, force: 
             "generator_run": str(cfg.generator) if cfg.generator else None, "train_seconds": train_s, "eval_seconds": eval_s,
             "final_losses": losses,
         }
-        ckpt.save_tensors(run.file(WEIGHTS_FILE), ckpt.module_tensors("classifier", trainer.model),
+        ckpt.save_tensors(stage.run.file(WEIGHTS_FILE), ckpt.module_tensors("classifier", trainer.model),
                           {"config": config, "split": prep.split.key(), "classes": list(test.classes)})
-        write_json(run.file("result.json"), result)
-        save_confusion(run.file("confusion.png"), metrics["confusion"], list(test.classes),
+        write_json(stage.run.file("result.json"), result)
+        save_confusion(stage.run.file("confusion.png"), metrics["confusion"], list(test.classes),
                        title=f"{method.label}: {100 * metrics['accuracy']:.2f}%")
-        save_loss_curves(run.file("losses.png"), read_metrics(run.file(METRICS_FILE)), title=out.name)
-        write_text(run.file("report.md"), run_markdown(result))
-        info.update(status="finished", step=cfg.steps, result=result)
-        run.write_info(info)
-        run.file(STATE_FILE).unlink(missing_ok=True)
-        return ClassifierResult(out, metrics["accuracy"], result)
-
+        write_text(stage.run.file("report.md"), run_markdown(result))
+        stage.finish(result=result)
+        return ClassifierResult(stage.out, metrics["accuracy"], result)
 
 def _read_generator_info(path) -> dict:
     from ..runs import read_run

@@ -11,18 +11,18 @@ import torch
 from .. import checkpoint as ckpt
 from .. import masks as M
 from ..augment import CropFlip, denormalize, normalize, resize_uint8
-from ..config import RUNTIME_FIELDS, GeneratorConfig, check_config, resolve_generator, to_dict
+from ..config import GeneratorConfig, check_config, resolve_generator, to_dict
 from ..data.device import DeviceData
 from ..data.imageset import ImageSet
 from ..errors import ChimeraMixError
 from ..losses import laplacian, lsgan, reconstruction
 from ..models import MixingGenerator, PatchDiscriminator
-from ..plots import read_metrics, save_grid, save_loss_curves
+from ..plots import save_grid
 from ..progress import SILENT, Progress
-from ..runs import METRICS_FILE, STATE_FILE, SPLIT_FILE, new_info, prepare
 from ..speed import SpeedOptions
-from .loop import TrainState, run_steps
-from .setup import prepare_data, run_path, seeded_generator, variant_suffix
+from .loop import TrainState
+from .setup import prepare_data, seeded_generator, variant_suffix
+from .stage import open_stage
 
 WEIGHTS_FILE = "generator.safetensors"
 
@@ -146,32 +146,21 @@ def fit_generator(cfg: GeneratorConfig, *, resume: bool | str = False, force: bo
     speed = SpeedOptions.resolve(prep.device, cfg.amp, cfg.channels_last, cfg.fused, cfg.compile)
     cfg = resolve_generator(cfg, prep.train.image_size[0], len(prep.subset))
     config = {**to_dict(cfg), "fingerprint": prep.split.fingerprint}
-    out = run_path(cfg, "gen", cfg.mask + variant_suffix(cfg), root)
-    run = prepare(out, "generator", config, resume, force, ignore=RUNTIME_FIELDS)
-    with run:  # holds the folder's lock until the run ends, however it ends
-        if run.already_finished:
-            info = run.info()
-            return GeneratorResult(out, info["step"], info.get("losses", {}), already_finished=True)
-        prep.split.save(run.file(SPLIT_FILE))
-
+    with open_stage("generator", "gen", cfg.mask + variant_suffix(cfg), cfg, config, prep, root, resume, force, progress) as stage:
+        if stage.already_finished:
+            info = stage.run.info()
+            return GeneratorResult(stage.out, info["step"], info.get("losses", {}), already_finished=True)
+        stage.begin()
         progress.message(f"generator: {len(prep.subset)} images ({cfg.spc} per class) at {cfg.work_size}x{cfg.work_size} on {prep.device}")
         gen = seeded_generator(prep.device, cfg.seed, stream=1)
         data = device_data(cfg, prep.subset, prep.device, cfg.seed)
         trainer = GeneratorTrainer(cfg, data, gen, speed)
-        info = run.info() if run.resumed else new_info("generator", config, prep.split.to_dict(), cfg.steps)
         total = cfg.steps
-        losses = run_steps(run, info, trainer.state(), lambda s: trainer.step(s, total), total, task="generator",
-                           progress=progress, log_every=cfg.log_every, checkpoint_every=cfg.checkpoint_every,
-                           checkpoint_minutes=cfg.checkpoint_minutes, record="step")
-
-        save_generator(run.file(WEIGHTS_FILE), trainer.G, trainer.D, config, prep.split.key())
-        save_samples(run.file("samples.png"), trainer.G, data, cfg)
-        save_loss_curves(run.file("losses.png"), read_metrics(run.file(METRICS_FILE)), title=out.name)
-        info.update(status="finished", step=total, losses=losses)
-        run.write_info(info)
-        run.file(STATE_FILE).unlink(missing_ok=True)
-        return GeneratorResult(out, total, losses)
-
+        losses = stage.train(trainer.state(), lambda s: trainer.step(s, total), record="step")
+        save_generator(stage.run.file(WEIGHTS_FILE), trainer.G, trainer.D, config, prep.split.key())
+        save_samples(stage.run.file("samples.png"), trainer.G, data, cfg)
+        stage.finish(losses=losses)
+        return GeneratorResult(stage.out, total, losses)
 
 def save_generator(path, G, D, config: dict, split_key: dict) -> None:
     tensors = {**ckpt.module_tensors("generator", G), **ckpt.module_tensors("discriminator", D)}

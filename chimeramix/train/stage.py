@@ -1,0 +1,75 @@
+"""The skeleton both stages share: a run folder's life from its lock to `status: finished`.
+
+    with open_stage("generator", "gen", suffix, cfg, config, prep, root, resume, force, progress) as stage:
+        if stage.already_finished: ...        # nothing to train: return what run.json holds
+        stage.begin()                         # split.json; run.json of a new run, or the resumed one's
+        losses = stage.train(trainer.state(), trainer.step, record="step")
+        ...                                   # the stage's own outputs (weights, pictures, results)
+        stage.finish(losses=losses)           # losses.png, run.json finished, checkpoint removed
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from ..config import RUNTIME_FIELDS
+from ..plots import read_metrics, save_loss_curves
+from ..progress import Progress
+from ..runs import METRICS_FILE, SPLIT_FILE, STATE_FILE, RunDir, new_info, prepare
+from .loop import TrainState, run_steps
+from .setup import Prepared, run_path
+
+
+@dataclass
+class Stage:
+    kind: str  # 'generator' or 'classifier': run.json's kind and the progress task
+    cfg: object  # the resolved config (steps, log and checkpoint intervals)
+    config: dict  # what run.json records and a rerun is compared with
+    prep: Prepared
+    run: RunDir
+    progress: Progress
+    info: dict = field(default_factory=dict)
+
+    @property
+    def out(self) -> Path:
+        return self.run.path
+
+    @property
+    def already_finished(self) -> bool:
+        return self.run.already_finished
+
+    def __enter__(self) -> "Stage":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.run.__exit__(exc_type, exc, tb)  # releases the lock; a run that never wrote run.json leaves nothing
+
+    def begin(self) -> dict:
+        """Write the split manifest; run.json's record of a new run, or the resumed run's own."""
+        self.prep.split.save(self.run.file(SPLIT_FILE))
+        self.info = self.run.info() if self.run.resumed else new_info(self.kind, self.config, self.prep.split.to_dict(),
+                                                                      self.cfg.steps)
+        return self.info
+
+    def train(self, state: TrainState, step_fn: Callable, record: str) -> dict[str, float]:
+        """All steps of the run (from its checkpoint when resumed) with the config's log and checkpoint intervals."""
+        c = self.cfg
+        return run_steps(self.run, self.info, state, step_fn, c.steps, task=self.kind, progress=self.progress,
+                         log_every=c.log_every, checkpoint_every=c.checkpoint_every,
+                         checkpoint_minutes=c.checkpoint_minutes, record=record)
+
+    def finish(self, **record) -> None:
+        """Loss curves, then run.json says finished (with `record`), then the resumable checkpoint goes."""
+        save_loss_curves(self.run.file("losses.png"), read_metrics(self.run.file(METRICS_FILE)), title=self.out.name)
+        self.info.update(status="finished", step=self.cfg.steps, **record)
+        self.run.write_info(self.info)
+        self.run.file(STATE_FILE).unlink(missing_ok=True)
+
+
+def open_stage(kind: str, tag: str, suffix: str, cfg, config: dict, prep: Prepared, root, resume: bool | str, force: bool,
+               progress: Progress) -> Stage:
+    """Lock and check the run folder (cfg.out, else <root>/<tag>-<data>-spc<N>-seed<S>-<suffix>-<preset>)."""
+    out = run_path(cfg, tag, suffix, root)
+    return Stage(kind, cfg, config, prep, prepare(out, kind, config, resume, force, ignore=RUNTIME_FIELDS), progress)
