@@ -327,6 +327,11 @@ def resolve_generator(cfg: GeneratorConfig, image_size: int, n_train: int) -> Ge
     return c
 
 
+def method_name(cfg: ClassifierConfig) -> str:
+    """The method a classifier run trains with: --method, else ChimeraMix with a generator, else the baseline."""
+    return cfg.method or ("chimeramix" if cfg.generator else "none")
+
+
 def resolve_classifier(cfg: ClassifierConfig, image_size: int, n_train: int) -> ClassifierConfig:
     """Fill data-dependent fields: architecture, batch size, lr, weight decay, steps (paper: per dataset size)."""
     small = image_size <= 64
@@ -338,7 +343,7 @@ def resolve_classifier(cfg: ClassifierConfig, image_size: int, n_train: int) -> 
         lr=cfg.lr if cfg.lr is not None else (4.6e-3 if small else 7.4e-3),
         weight_decay=cfg.weight_decay if cfg.weight_decay is not None else (5.3e-3 if small else 4.1e-4),
         repeats=cfg.repeats or repeats_per_epoch(cfg.spc, 500 if small else 120),
-        method=cfg.method or ("chimeramix" if cfg.generator else "none"),
+        method=method_name(cfg),
     )
     if c.steps is None:
         c = replace(c, steps=c.epochs * -(-n_train * c.repeats // c.batch_size))

@@ -386,7 +386,7 @@ def report(
         for t in tables:
             _print_table(t, title if len(tables) == 1 else "")
     if out_stem and not as_json:
-        out.print(f"wrote {md}, {cs} and {', '.join(map(str, charts))}")
+        out.print(escape(f"wrote {md}, {cs} and {', '.join(map(str, charts))}"), highlight=False, soft_wrap=True)
 
 
 def _print_table(table, title: str = "") -> None:
@@ -468,9 +468,10 @@ def experiment(
     s = res.seconds
     out.print(f"wall time {s['wall']:.0f} s (generators {s['generator']:.0f} s, classifiers {s['classifier']:.0f} s, summed over runs)")
     if res.generator_runs:
-        out.print(f"sample grid: {Path(res.generator_runs[0]) / 'samples.png'}")
+        out.print(escape(f"sample grid: {Path(res.generator_runs[0]) / 'samples.png'}"), highlight=False, soft_wrap=True)
     if res.table_md:
-        out.print(f"wrote {res.table_md}, {res.table_csv}, {res.summary_json} and {', '.join(map(str, res.charts))}")
+        out.print(escape(f"wrote {res.table_md}, {res.table_csv}, {res.summary_json} and {', '.join(map(str, res.charts))}"),
+                  highlight=False, soft_wrap=True)
 
 
 @app.command("export")
@@ -588,7 +589,7 @@ def predict_cmd(
     if len(shown) < len(r.predictions):
         out.print(f"{len(r.predictions) - len(shown)} more rows in the CSV", highlight=False)
     if r.csv:
-        out.print(f"wrote {r.csv}", highlight=False, soft_wrap=True)
+        out.print(escape(f"wrote {r.csv}"), highlight=False, soft_wrap=True)
 
 
 @app.command("methods")

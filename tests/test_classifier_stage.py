@@ -170,3 +170,11 @@ def test_method_options_get_their_own_run_folder(tmp_path):
     assert options_tag(_named_options(clf(p_generated=0.5))) == options_tag(_named_options(clf())) == ""
     assert options_tag(_named_options(clf(p_generated=0.7))) == options_tag(_named_options(clf(method_options={"p_generated": 0.7})))
     assert options_tag({"alpha": 1}) == options_tag({"alpha": 1.0}) != options_tag({"alpha": 2})
+
+
+def test_run_context_as_a_method_option_is_refused_before_any_data_is_read(tmp_path):
+    cfg = make_config(ClassifierConfig, "fast", data=str(tmp_path / "no-such-folder"), method="gridmix",
+                      method_options={"seed": 3})
+    with pytest.raises(ChimeraMixError, match=r"'seed' is not an option of method 'gridmix'.*--seed 3"):
+        fit_classifier(cfg, root=tmp_path)
+    assert list(tmp_path.iterdir()) == []

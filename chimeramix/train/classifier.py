@@ -12,8 +12,8 @@ import torch
 from .. import checkpoint as ckpt
 from .. import masks as M
 from ..augment import CropFlip, normalize
-from ..config import (P_GENERATED, ClassifierConfig, check_config, replacement_rate, resolve_classifier,
-                      to_dict)
+from ..config import (P_GENERATED, ClassifierConfig, check_config, method_name, replacement_rate,
+                      resolve_classifier, to_dict)
 from ..data.device import DeviceData
 from ..data.imageset import ImageSet
 from ..errors import ChimeraMixError
@@ -157,6 +157,9 @@ def fit_classifier(cfg: ClassifierConfig, *, resume: bool | str = False, force: 
     check_config(cfg)
     if cfg.mask is not None:
         M.check_choice("--mask", cfg.mask, M.MASK_KINDS)
+    # the method's name and options are refused before any data is read
+    spec = MethodSpec.parse(method_name(cfg))
+    spec.check_options(cfg.method_options)
     G = gen_info = None
     if cfg.generator:
         gen_info = _read_generator_info(cfg.generator)
@@ -167,8 +170,6 @@ def fit_classifier(cfg: ClassifierConfig, *, resume: bool | str = False, force: 
         raise ChimeraMixError(f"unknown --arch '{cfg.arch}': choose one of {', '.join(ARCHS)}")
     if gen_info is not None:
         check_generator_split(gen_info, prep.split.key(), cfg.generator)
-    spec = MethodSpec.parse(cfg.method)
-    spec.check_options(cfg.method_options)
     method = spec.build(*_method_options(cfg, gen_info["config"] if gen_info else None, prep.train.image_size[0]))
     if method.needs_generator and gen_info is None:
         raise ChimeraMixError(f"method '{cfg.method}' needs a trained generator: pass --generator <fit-generator run folder>")
