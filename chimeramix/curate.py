@@ -200,7 +200,7 @@ def iterative_selection(embeddings: torch.Tensor, labels, real, budgets: list[in
         progress.update("curate", it, {"mean NN": sel.history[-1]})
         if sel.history[-1] - before <= min_gain * abs(before):
             sel.stop = (f"iteration {it} raised the mean NN distance by {sel.history[-1] - before:.4g}, "
-                        f"not more than min_gain {min_gain:g} of it")
+                        f"no more than --min-gain {min_gain:g} of it")
             break
     else:
         sel.stop = f"{iterations} iterations"
@@ -345,7 +345,7 @@ def curate_dataset(data: str, spc: int, generator: str | Path, classifier: str |
     """Curate `size` training images per class (the real subset plus pool images) into `out`; see the module's
     docstring. pool: candidates per class (default 4 x the largest number of non-real images a class gets), of which
     a `classical_share` are classical augmentations of real images and the rest ChimeraMix compositions."""
-    from .export import BATCH, KINDS, config_hash, finished_generator, plan_compositions, real_entry, render_compositions
+    from .export import BATCH, config_hash, finished_generator, plan_compositions, real_entry, render_compositions
     from .train.classifier import WEIGHTS_FILE as CLF_WEIGHTS
     from .train.classifier import check_generator_split
     from .train.generator import WEIGHTS_FILE as GEN_WEIGHTS
@@ -396,7 +396,7 @@ def curate_dataset(data: str, spc: int, generator: str | Path, classifier: str |
     out = check_out(Path(out), "a curation")
     tmp, old = side(out, "partial", KIND), side(out, "old", KIND)
     recover(out, tmp, old)
-    manifest = finished_manifest(out, KIND, request, force, KINDS)
+    manifest = finished_manifest(out, KIND, request, force)
     if manifest is not None:
         return CurateResult(out, manifest["counts"], manifest["per_class"], manifest["history"], manifest["stop"],
                             already_finished=True)

@@ -21,6 +21,7 @@ from .fileio import read_json
 from .runs import config_diff
 
 MANIFEST = "manifest.json"
+KINDS = {"export": "a chimeramix export", "curate": "a chimeramix curation"}  # manifest kinds, for messages
 
 
 def check_out(out: Path, what: str) -> Path:
@@ -49,14 +50,14 @@ def recover(out: Path, tmp: Path, old: Path) -> None:
             old.rename(out)
 
 
-def finished_manifest(out: Path, kind: str, request: dict, force: bool, kinds: dict[str, str]) -> dict | None:
+def finished_manifest(out: Path, kind: str, request: dict, force: bool) -> dict | None:
     """Decide about an existing --out before any work: the manifest of a finished `kind` folder with the same
     request (nothing to redo), None to build; refuses a folder of another kind, other settings without force,
     and anything that chimeramix did not write.
 
-    kinds: manifest kind -> what to call it in messages (a manifest without 'kind' is an export's).
+    A manifest without 'kind' is an export's (exports written before curate existed).
     """
-    what = kinds[kind]
+    what = KINDS[kind]
     if (out / MANIFEST).is_file():
         try:
             manifest = read_json(out / MANIFEST)
@@ -64,7 +65,7 @@ def finished_manifest(out: Path, kind: str, request: dict, force: bool, kinds: d
             manifest = None
         found = manifest.get("kind", "export") if isinstance(manifest, dict) else None
         if found != kind:
-            held = kinds.get(found, "another kind of chimeramix folder") if found else "a damaged manifest.json"
+            held = KINDS.get(found, "another kind of chimeramix folder") if found else "a damaged manifest.json"
             raise ChimeraMixError(f"{out} holds {held}, not {what}: choose another --out")
         diff = config_diff(manifest.get("request", {}), request)
         if not diff and not force:

@@ -2,6 +2,7 @@
 
 import inspect
 import json
+import re
 
 import numpy as np
 import pytest
@@ -288,3 +289,18 @@ def test_python_api_mirrors_the_command(monkeypatch):
                 "--k", "--iterations", "--min-gain", "--tries", "--favour-difficult", "--seg-view", "--force"):
         assert opt in flat
     assert flat.count("[required]") == 6 and "[default: off]" in flat and "[default: 10]" in flat
+
+
+def test_classifier_split_rule_allows_a_prefix_and_names_each_field():
+    from chimeramix.curate import _classifier_split
+    from chimeramix.data import Split
+
+    split = Split("src", "fp", ("a", "b"), (32, 32), 4, 0, (10, 11, 12, 13, 20, 21, 22, 23))
+    info = {"split": {**split.key(), "spc": 2, "indices": [10, 11, 20, 21]}}
+    assert _classifier_split(info, split, "clf") == [0, 1, 4, 5]
+    for change, words in (({"spc": 5, "indices": list(range(10))}, "spc 5 vs 4 (it may be smaller, never larger)"),
+                          ({"fingerprint": "other"}, "fingerprint 'other' vs 'fp'"),
+                          ({"image_size": [64, 64]}, "image_size [64, 64] vs [32, 32]"),
+                          ({"indices": [10, 11, 20, 99]}, "indices (its images are not all in this subset)")):
+        with pytest.raises(ChimeraMixError, match=re.escape(words)):
+            _classifier_split({"split": {**info["split"], **change}}, split, "clf")
