@@ -16,8 +16,10 @@ penultimate, global-average-pooled features, as `fid` reads them) and the output
 train/<class>/, the source's test set, manifest.json; plus report.md and changes.png).
 
 Favouring difficult classes needs per-class F1 on images the classifier did not train on. At spc 10 there is no
-labelled image to spare outside the subset, and the test set is never looked at, so the validation split is carved
-from the real subset through the classifier run's own split: a classifier trained with a smaller --spc (same data,
+labelled image to spare outside the subset, and the test set is never used (it is only copied into the output
+for `fit-classifier --data DIR`, as `export` does; no test image is embedded, scored or selected), so the
+validation split is carved from the real subset through the classifier run's own split: a classifier trained
+with a smaller --spc (same data,
 seed and image size) trained on the first spc' images per class of the same seeded shuffle (`make_split` takes
 prefixes), so the subset's other spc - spc' images per class are real images it never saw. Those are the
 validation split. With a classifier trained on the whole subset there is none, and --favour-difficult is refused.
@@ -345,7 +347,7 @@ def curate_dataset(data: str, spc: int, generator: str | Path, classifier: str |
     """Curate `size` training images per class (the real subset plus pool images) into `out`; see the module's
     docstring. pool: candidates per class (default 4 x the largest number of non-real images a class gets), of which
     a `classical_share` are classical augmentations of real images and the rest ChimeraMix compositions."""
-    from .export import BATCH, config_hash, finished_generator, plan_compositions, real_entry, render_compositions
+    from .export import config_hash, finished_generator
     from .train.classifier import WEIGHTS_FILE as CLF_WEIGHTS
     from .train.classifier import check_generator_split
     from .train.generator import WEIGHTS_FILE as GEN_WEIGHTS
@@ -402,19 +404,11 @@ def curate_dataset(data: str, spc: int, generator: str | Path, classifier: str |
                             already_finished=True)
 
     from .fid import load_classifier_embedding
-    from .train.generator import load_generator
 
     dev = resolve_device(device)
     subset = split.apply(train)
     clf = load_classifier_embedding(clf_dir, dev)
-    f1 = None
-    if favour_difficult:
-        from .report import classification_metrics
-
-        imgs = subset.images[validation]
-        pred = torch.cat([clf.logits(list(imgs[i: i + EMBED_BATCH]), dev).argmax(1).cpu()
-                          for i in range(0, len(imgs), EMBED_BATCH)])
-        f1 = [r["f1"] for r in classification_metrics(pred, subset.labels[validation], classes)["per_class"]]
+    f1 = _validation_f1(clf, subset, validation, classes, dev) if favour_difficult else None
     budgets = class_budgets(spc, size, len(classes), f1)
     most = max(budgets) - spc
     pool = 4 * most if pool is None else pool
@@ -424,34 +418,12 @@ def curate_dataset(data: str, spc: int, generator: str | Path, classifier: str |
     n_aug = round(pool * classical_share)
     n_gen = pool - n_aug
 
-    # the pool: compositions as `export` draws and renders them, classical augmentations of the real images
-    gen_entries, mask_info = plan_compositions(cfg, split, subset, classes, n_gen, seed, seg_view, progress)
-    aug_entries = _classical_entries(split, subset, classes, n_aug, seed)
-    reals = [real_entry(split, subset, classes, s) for s in range(len(subset))]
-    G = load_generator(gen_dir, dev)[0] if gen_entries else None
-    progress.message(f"curate: a pool of {len(gen_entries)} compositions and {len(aug_entries)} augmentations, "
-                     f"{size} images per class from {len(reals)} real ones, on {dev}")
-    images: list[torch.Tensor] = [train.images[e["parents"]["train"][0]] for e in reals]
-    progress.start("pool", len(gen_entries) + len(aug_entries))
-    for b in range(0, len(gen_entries), BATCH):
-        images += list(render_compositions(G, train.images, gen_entries[b: b + BATCH], mask_info["feature_size"],
-                                           mask_info["work_size"], dev))
-        progress.update("pool", len(images) - len(reals))
-    for e in aug_entries:
-        images.append(classical_augment(subset.images[e["parents"]["subset"][0]], e["op"], e["param"]))
-        progress.update("pool", len(images) - len(reals))
-    progress.end("pool")
-    entries = reals + gen_entries + aug_entries
-
-    progress.start("embed", len(images))
-    feats = []
-    for i in range(0, len(images), EMBED_BATCH):
-        feats.append(clf(images[i: i + EMBED_BATCH], dev).double().cpu())
-        progress.update("embed", min(i + EMBED_BATCH, len(images)))
-    progress.end("embed")
+    entries, images, mask_info = _build_pool(gen_dir, cfg, split, subset, train, classes, n_gen, n_aug, seed, seg_view,
+                                             dev, progress)
+    features = _embed(clf, images, dev, progress)
     labels = torch.tensor([e["label"] for e in entries])
     is_real = torch.tensor([e["kind"] == "real" for e in entries])
-    sel = iterative_selection(torch.cat(feats), labels, is_real, budgets, k=k, iterations=iterations, min_gain=min_gain,
+    sel = iterative_selection(features, labels, is_real, budgets, k=k, iterations=iterations, min_gain=min_gain,
                               tries=tries, seed=seed, progress=progress)
 
     test_files = plan_test_set(source, cfg)
@@ -503,6 +475,52 @@ def curate_dataset(data: str, spc: int, generator: str | Path, classifier: str |
         shutil.rmtree(tmp, ignore_errors=True)  # Ctrl-C or an error: no half curation stays behind
         raise
     return CurateResult(out, counts, per_class, sel.history, sel.stop)
+
+
+def _validation_f1(clf, subset, validation: list[int], classes: list[str], dev) -> list[float]:
+    """Per-class F1 of the classifier on the subset images at positions `validation` (ones it did not train on)."""
+    from .report import classification_metrics
+
+    imgs = subset.images[validation]
+    pred = torch.cat([clf.logits(list(imgs[i: i + EMBED_BATCH]), dev).argmax(1).cpu() for i in range(0, len(imgs), EMBED_BATCH)])
+    return [r["f1"] for r in classification_metrics(pred, subset.labels[validation], classes)["per_class"]]
+
+
+def _build_pool(gen_dir: Path, cfg: dict, split, subset, train, classes: list[str], n_gen: int, n_aug: int, seed: int,
+                seg_view: str, dev, progress: Progress) -> tuple[list[dict], list[torch.Tensor], dict]:
+    """Manifest entries and uint8 images of the real subset, then per class n_gen compositions (drawn and rendered
+    as `export` does, so a file equals export's of the same seed and k) and n_aug classical augmentations."""
+    from .export import BATCH, plan_compositions, real_entry, render_compositions
+    from .train.generator import load_generator
+
+    gen_entries, mask_info = plan_compositions(cfg, split, subset, classes, n_gen, seed, seg_view, progress)
+    aug_entries = _classical_entries(split, subset, classes, n_aug, seed)
+    reals = [real_entry(split, subset, classes, s) for s in range(len(subset))]
+    G = load_generator(gen_dir, dev)[0] if gen_entries else None
+    progress.message(f"curate: a pool of {len(gen_entries)} compositions and {len(aug_entries)} augmentations "
+                     f"besides {len(reals)} real images, on {dev}")
+    images: list[torch.Tensor] = [train.images[e["parents"]["train"][0]] for e in reals]
+    progress.start("pool", len(gen_entries) + len(aug_entries))
+    for b in range(0, len(gen_entries), BATCH):
+        images += list(render_compositions(G, train.images, gen_entries[b: b + BATCH], mask_info["feature_size"],
+                                           mask_info["work_size"], dev))
+        progress.update("pool", len(images) - len(reals))
+    for e in aug_entries:
+        images.append(classical_augment(subset.images[e["parents"]["subset"][0]], e["op"], e["param"]))
+        progress.update("pool", len(images) - len(reals))
+    progress.end("pool")
+    return reals + gen_entries + aug_entries, images, mask_info
+
+
+def _embed(clf, images: list[torch.Tensor], dev, progress: Progress) -> torch.Tensor:
+    """N x dim float64 penultimate features (CPU)."""
+    progress.start("embed", len(images))
+    feats = []
+    for i in range(0, len(images), EMBED_BATCH):
+        feats.append(clf(images[i: i + EMBED_BATCH], dev).double().cpu())
+        progress.update("embed", min(i + EMBED_BATCH, len(images)))
+    progress.end("embed")
+    return torch.cat(feats)
 
 
 def _save_changes(path: Path, swaps: list[dict], images: list[torch.Tensor]) -> None:
