@@ -304,3 +304,18 @@ def test_classifier_split_rule_allows_a_prefix_and_names_each_field():
                           ({"indices": [10, 11, 20, 99]}, "indices (its images are not all in this subset)")):
         with pytest.raises(ChimeraMixError, match=re.escape(words)):
             _classifier_split({"split": {**info["split"], **change}}, split, "clf")
+
+
+def test_seg_generator_on_a_named_source(tmp_path):
+    """digits (an embedded source: its test set is written as PNGs) with a seg-mask generator (segments per image)."""
+    gen = fit_generator(make_config(GeneratorConfig, "fast", data="digits", spc=3, mask="seg", **GEN), root=tmp_path / "ck").run_dir
+    clf = fit_classifier(make_config(ClassifierConfig, "fast", data="digits", spc=3, seed=0, eval_batch=400, **CLF),
+                         root=tmp_path / "ck").run_dir
+    r = curate_dataset("digits", 3, gen, clf, 5, tmp_path / "cur", pool=4, classical_share=0.5, iterations=2, device="cpu")
+    m = read_json(r.manifest)
+    assert r.per_class == [5] * 10 and m["test"] == {"from": "decoded", "count": 797}
+    assert m["mask"]["kind"] == "seg" and m["mask"]["num_segments"] > 1 and m["pool"] == {"per_class": 4, "generated": 2, "augmented": 2}
+    assert len(list((r.out / "test").rglob("*.png"))) == 797
+    assert all(b >= a for a, b in zip(r.history, r.history[1:]))
+    with pytest.raises(ChimeraMixError, match="--favour-difficult needs real images the classifier did not train on"):
+        curate_dataset("digits", 3, gen, clf, 5, tmp_path / "cur2", favour_difficult=True, device="cpu")
