@@ -12,6 +12,7 @@ _API = {
     "run_experiment": "chimeramix.experiment",
     "export_dataset": "chimeramix.export",
     "regenerate_file": "chimeramix.export",
+    "curate_dataset": "chimeramix.curate",
     "compare_image_sets": "chimeramix.fid",
     "frechet_distance": "chimeramix.fid",
     "frechet_distance_of_features": "chimeramix.fid",

@@ -493,6 +493,11 @@ def methods_cmd():
     show()
 
 
+from .curate import curate_cmd  # noqa: E402  (its own file; wrapped here so it shares the error handling)
+
+app.command("curate")(friendly(curate_cmd))
+
+
 def main():
     app()
 
