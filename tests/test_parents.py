@@ -5,12 +5,16 @@ import json
 import pytest
 import torch
 from PIL import Image
+from typer.testing import CliRunner
+
+from cli.app import app
 
 from chimeramix import masks as M
 from chimeramix.config import ClassifierConfig, GeneratorConfig, generator_run_config, make_config, resolve_generator
 from chimeramix.data.device import DeviceData
 from chimeramix.data.imageset import ImageSet
 from chimeramix.errors import ChimeraMixError
+from chimeramix.export import export_dataset
 from chimeramix.losses import reconstruction, reconstruction_parents
 from chimeramix.models import MixingGenerator
 from chimeramix.train.classifier import fit_classifier
@@ -196,3 +200,14 @@ def test_k_parent_runs_through_both_stages(tmp_path):
                        root=tmp_path)
     with pytest.raises(ChimeraMixError, match="--parents 3 needs --generator"):
         fit_classifier(make_config(ClassifierConfig, "fast", **CLF, parents=3), root=tmp_path)
+    with pytest.raises(ChimeraMixError, match="composes 3 parents; export writes pairs only"):
+        export_dataset(g.run_dir, tmp_path / "export", 2)
+    assert not (tmp_path / "export").exists()
+
+
+def test_cli_refuses_more_parents_than_images_per_class_before_making_a_folder(tmp_path):
+    r = CliRunner().invoke(app, ["fit-generator", "--data", "digits", "--spc", "3", "--parents", "4", "--device", "cpu",
+                                 "--checkpoints", str(tmp_path / "runs")])
+    assert r.exit_code == 2
+    assert "--parents 4 is more than --spc 3" in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "runs").exists()
