@@ -17,6 +17,7 @@ from chimeramix.errors import ChimeraMixError
 from chimeramix.export import export_dataset
 from chimeramix.losses import reconstruction, reconstruction_parents
 from chimeramix.models import MixingGenerator
+from chimeramix.report import setting_of
 from chimeramix.train.classifier import fit_classifier
 from chimeramix.train.generator import GeneratorTrainer, device_data, fit_generator
 from chimeramix.train.setup import prepare_data, seeded_generator, variant_label, variant_suffix
@@ -157,6 +158,11 @@ def test_pairs_keep_their_run_config_names_and_labels():
     assert variant_suffix(three) == "-k3" and variant_label(three) == " (3 parents)"
     assert variant_suffix({"mask": "seg", "parents": 4, "seg_mask": "bernoulli"}) == "-k4-bern"
     assert M.MaskSpec.from_config({}).parents == 2  # runs written before the option composed pairs
+    # a K-parent ChimeraMix row sits in the baseline's table (K is the method's, as the mask kind), and pair runs
+    # written before the option (no `parents` key) share a table with those written after (parents None)
+    base = {"split": {"source": "digits", "spc": 4}, "config": {"arch": "wrn16-2", "steps": 3}}
+    for other in ({"parents": 3}, {"parents": None}):
+        assert setting_of(base) == setting_of({**base, "config": {**base["config"], **other}})
 
 
 def _trainer(**kw):
