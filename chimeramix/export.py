@@ -77,6 +77,11 @@ def export_dataset(generator: str | Path, out: str | Path, per_class: int, *, wi
     if seed < 0:
         raise ChimeraMixError(f"--seed must be 0 or more (got {seed})")
     spec = M.MaskSpec.from_config(cfg)
+    if spec.parents != 2:
+        raise ChimeraMixError(
+            f"the generator in {gen_dir} composes {spec.parents} parents; export writes pairs only (its manifest "
+            "records two parents and a binary mask per file): export a generator trained with --parents 2"
+        )
     request = {
         "generator": str(gen_dir.resolve()), "generator_sha256": file_digest(gen_dir / _weights_file()),
         "per_class": per_class,

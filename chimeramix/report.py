@@ -165,7 +165,7 @@ def load_results(run_dirs: list[str | Path]) -> list[dict]:
 # method's own fields tell rows apart. Data, spc and image size come from the split, which records what was used
 # (the config holds what was asked for: a path, or None for the native size).
 _NOT_SETTING = frozenset(RUNTIME_FIELDS) | {"seed", "data", "spc", "image_size", "fingerprint", "method", "method_options",
-                                            "generator", "mask", "p_generated"}
+                                            "generator", "mask", "p_generated", "parents"}
 
 
 def precision_of(result: dict) -> str:

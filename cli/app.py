@@ -183,6 +183,7 @@ def fit_generator_cmd(
     seg_input: Annotated[Optional[str], typer.Option(help="Felzenszwalb input: 'float' (the [-1, 1] image, public code) or 'uint8'. [default: float]")] = None,
     d_step: Annotated[Optional[str], typer.Option(help="Discriminator step: 'fresh' (public code: a new composition after G's update, real = x1 or x2) or 'reuse' (G's composition, real = x1). [default: fresh]")] = None,
     grid_k: Annotated[Optional[int], typer.Option(help="Grid mask cells per side. [default: 4]")] = None,
+    parents: Annotated[int, typer.Option(help="Images per composition, K distinct images of one class (2 to --spc): more than 2 mixes them by K-way masks, an extension beyond the paper.")] = 2,
     seg_scale: Annotated[Optional[float], typer.Option(help="Felzenszwalb scale. [default: 60 up to 64x64, else 400]")] = None,
     seg_min_size: Annotated[Optional[int], typer.Option(help="Felzenszwalb min_size. [default: 60 up to 64x64, else 400]")] = None,
     data_dir: DataDir = None,
@@ -210,7 +211,7 @@ def fit_generator_cmd(
         seed=seed, device=device, mask=mask, out=str(out_dir) if out_dir else None, steps=steps, epochs=epochs,
         batch_size=batch_size, lr=lr, w_rec=w_rec, w_lap=w_lap, w_adv=w_adv, ngf=ngf, ndf=ndf, work_size=work_size,
         decoder_res_blocks=decoder_res_blocks, seg_mask=seg_mask, grid_offset=grid_offset, mask_resize=mask_resize,
-        seg_input=seg_input, d_step=d_step, grid_k=grid_k, seg_scale=seg_scale, seg_min_size=seg_min_size,
+        seg_input=seg_input, d_step=d_step, grid_k=grid_k, parents=parents, seg_scale=seg_scale, seg_min_size=seg_min_size,
         log_every=log_every, checkpoint_every=checkpoint_every, checkpoint_minutes=checkpoint_minutes, **_speed(amp, channels_last, fused, compile),
     )
     with _progress(quiet or as_json) as p:
@@ -255,6 +256,7 @@ def fit_classifier_cmd(
     option: Annotated[Optional[list[str]], typer.Option("--option", "-o", help="A method option KEY=VALUE, e.g. -o alpha=0.4 (repeatable).")] = None,
     mask: Annotated[Optional[str], typer.Option(help="Mask kind for compositions; must match the generator run's. [default: the generator run's]")] = None,
     seg_view: Annotated[str, typer.Option(help="What the classifier stage segments for seg masks: 'classifier' (its own images, as the public code) or 'generator' (as the generator run did).")] = "classifier",
+    parents: Annotated[Optional[int], typer.Option(help="Images per composition; must match the generator run's. [default: the generator run's]")] = None,
     p_generated: Annotated[Optional[float], typer.Option(help="Probability that a batch is replaced by compositions (the method option p_generated; give it one way). [default: 0.5]")] = None,
     arch: Annotated[Optional[str], typer.Option(help="wrn16-8, wrn16-4, wrn16-2 or resnet50. [default: paper: wrn16-8 (32x32) / resnet50 (96x96); fast: wrn16-2]")] = None,
     preset: Preset = "fast",
@@ -288,7 +290,7 @@ def fit_classifier_cmd(
     cfg = make_config(
         ClassifierConfig, preset, data=data, data_dir=str(data_dir) if data_dir else None, image_size=image_size, spc=spc,
         seed=seed, device=device, generator=str(generator) if generator else None, method=method, mask=mask, seg_view=seg_view,
-        p_generated=p_generated, arch=arch, out=str(out_dir) if out_dir else None, steps=steps, epochs=epochs,
+        parents=parents, p_generated=p_generated, arch=arch, out=str(out_dir) if out_dir else None, steps=steps, epochs=epochs,
         batch_size=batch_size, lr=lr, weight_decay=weight_decay, dropout=dropout, method_options=_parse_options(option),
         log_every=log_every, checkpoint_every=checkpoint_every, checkpoint_minutes=checkpoint_minutes, **_speed(amp, channels_last, fused, compile),
     )
@@ -368,6 +370,7 @@ def experiment(
     decoder_res_blocks: DecoderResBlocks = None,
     seg_mask: SegMask = None,
     grid_offset: GridOffset = None,
+    parents: Annotated[int, typer.Option(help="Images per composition of the generators (2 to --spc; more than 2 is an extension beyond the paper).")] = 2,
     title: Annotated[str, typer.Option(help="Table title. [default: data, spc and preset]")] = "",
     data_dir: DataDir = None,
     image_size: ImageSize = None,
@@ -394,7 +397,7 @@ def experiment(
         res = run_experiment(
             data, spc, parse_seeds(seeds), preset=preset, masks=masks, methods=methods, device=device, out=out_stem,
             root=checkpoints, gen_options={**common, "steps": gen_steps, "decoder_res_blocks": decoder_res_blocks,
-                                                  "seg_mask": seg_mask, "grid_offset": grid_offset},
+                                                  "seg_mask": seg_mask, "grid_offset": grid_offset, "parents": parents},
             clf_options={**common, "steps": clf_steps},
             jobs=jobs, force=force, progress=p, title=title,
         )

@@ -31,19 +31,31 @@ def compose(G: torch.nn.Module, x1: torch.Tensor, x2: torch.Tensor, mask: torch.
     return resize(out.float(), size).clamp_(-1, 1)
 
 
+@torch.no_grad()
+def compose_parents(G: torch.nn.Module, xs, weights: torch.Tensor, work_size: int, autocast=nullcontext) -> torch.Tensor:
+    """`compose` for K parents (a list of batches) under one-hot K-way weights."""
+    size = xs[0].shape[-1]
+    with autocast():
+        out = G.forward_parents([resize(x, work_size) for x in xs], weights)
+    return resize(out.float(), size).clamp_(-1, 1)
+
+
 class ChimeraMix(Method):
     name = "chimeramix"
     label = "ChimeraMix"
     paper = "Reinders, Schubert, Rosenhahn: ChimeraMix, IJCAI 2022"
     # Mask settings default to the generator run's (the classifier stage reads them from its run.json).
     defaults = {"p_generated": 0.5, "mask": "seg", "seg_mask": "range", "grid_offset": "batch", "mask_resize": "nearest",
-                "grid_k": 4, "work_size": 64, "aug_order": "parents", "seed": 0}
+                "grid_k": 4, "work_size": 64, "aug_order": "parents", "seed": 0, "parents": 2}
     needs_generator = True
 
     def __init__(self, **options):
         super().__init__(**options)
         o = self.options
         self.spec = M.MaskSpec.from_config(o)
+        if o["parents"] == 2:
+            # Pairs keep the options (and so the run.json) they had before K parents existed: finished runs are reused.
+            del o["parents"]
         self.p = check_probability("p_generated", o["p_generated"], self.name)
         check_choice("chimeramix option aug_order", o["aug_order"], AUG_ORDERS)
         self.label = f"ChimeraMix+{self.spec.label}"
@@ -57,6 +69,8 @@ class ChimeraMix(Method):
         if not replaced:
             return augment.apply(x, y, ctx) if augment is not None else (x, y)
         data, gen = ctx.data, ctx.gen
+        if self.spec.parents != 2:
+            return self._apply_parents(x, y, ctx, augment), y
         i2 = data.partners(ctx.idx, gen)
         p2 = CropFlip.sample(len(i2), x.shape[-1], gen, x.device)
         x2 = normalize(p2.apply(data.images[i2]))
@@ -67,3 +81,15 @@ class ChimeraMix(Method):
         if augment is not None:
             x, x2 = augment.apply(x, y, ctx)[0], augment.apply(x2, y, ctx)[0]
         return compose(ctx.generator, x, x2, m, o["work_size"], ctx.autocast), y
+
+    def _apply_parents(self, x, y, ctx: StepContext, augment: Method | None):
+        """K parents: the batch's images and K - 1 distinct same-class partners each, composed by K-way masks."""
+        data, gen, o = ctx.data, ctx.gen, self.options
+        partners = data.distinct_partners(ctx.idx, self.spec.parents - 1, gen)
+        crops = [CropFlip.sample(len(ctx.idx), x.shape[-1], gen, x.device) for _ in partners]
+        xs = [x, *(normalize(p.apply(data.images[i])) for p, i in zip(crops, partners))]
+        seg1 = ctx.crop.apply(data.segments[ctx.idx]) if self.spec.kind == "seg" else None
+        w = self.spec.sample_parents(len(ctx.idx), o["work_size"] // 4, gen, x.device, seg1, data.num_segments)
+        if augment is not None:
+            xs = [augment.apply(xi, y, ctx)[0] for xi in xs]
+        return compose_parents(ctx.generator, xs, w, o["work_size"], ctx.autocast)
