@@ -14,6 +14,7 @@ _API = {
     "regenerate_file": "chimeramix.export",
     "load_classifier": "chimeramix.predict",
     "predict_images": "chimeramix.predict",
+    "curate_dataset": "chimeramix.curate",
     "compare_image_sets": "chimeramix.fid",
     "frechet_distance": "chimeramix.fid",
     "frechet_distance_of_features": "chimeramix.fid",

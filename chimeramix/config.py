@@ -54,6 +54,9 @@ class GeneratorConfig(DataOptions):
     grid_offset: str = "batch"  # batch: one crop offset per batch; sample: one per sample
     mask_resize: str = "nearest"  # pixel mask -> feature size: nearest or majority
     seg_input: str = "float"  # Felzenszwalb on the [-1, 1] image (public code) or on uint8
+    # Images per composition: 2 is the paper's pairs; more is an extension (docs/fidelity.md). run.json stores it only
+    # when it is not 2 (`generator_run_config`), so pair runs keep the config they had before the option existed.
+    parents: int = 2
     d_step: str = "fresh"  # fresh: D sees a new composition after G's update, real = x1 or x2; reuse: G's composition, real = x1
     work_size: int | None = None  # resolution the generator works at; None: preset rule
     ngf: int = 16
@@ -103,6 +106,7 @@ class ClassifierConfig(DataOptions):
     method: str | None = None  # None: 'chimeramix' with --generator, else 'none'
     generator: str | None = None  # a generator run folder
     mask: str | None = None  # None: the generator run's mask kind (another one is refused)
+    parents: int | None = None  # None: the generator run's parent count (another one is refused); stored as None for 2
     # Which view the classifier stage segments for seg masks: 'classifier' (its own images at their resolution,
     # as the public code) or 'generator' (as the generator run segmented them, e.g. 32x32 data at 64x64).
     seg_view: str = "classifier"
@@ -252,6 +256,9 @@ def check_config(cfg) -> None:
         _whole(cfg, "seg_size", 8, optional=True)
         _whole(cfg, "work_size", 1, optional=True)  # its own rule (multiple of 4, >= 32) follows in resolve_generator
         check_generator_choices(cfg)
+        from .masks import check_parents
+
+        check_parents(cfg.parents, cfg.spc)
     else:
         _real(cfg, "p_generated", at_least=0, at_most=1, optional=True)
         _real(cfg, "dropout", at_least=0, below=1)
@@ -262,9 +269,11 @@ def check_config(cfg) -> None:
         if not isinstance(cfg.method_options, dict):
             raise ChimeraMixError(f"method options must be KEY=VALUE pairs (got {cfg.method_options!r})")
         replacement_rate(cfg)
-        from .masks import check_choice
+        from .masks import check_choice, check_parents
 
         check_choice("--seg-view", cfg.seg_view, SEG_VIEWS)
+        if cfg.parents is not None:
+            check_parents(cfg.parents, cfg.spc)
 
 
 def replacement_rate(cfg) -> float:
@@ -290,6 +299,20 @@ def to_dict(cfg) -> dict:
         if isinstance(v, tuple):
             d[k] = list(v)
     return d
+
+
+def generator_run_config(cfg: GeneratorConfig) -> dict:
+    """The config a generator run stores: every field, less `parents` when it is the paper's 2 (so the pair runs
+    written before the option existed still match and are reused); readers take a missing `parents` as 2."""
+    d = to_dict(cfg)
+    if d.get("parents") == 2:
+        del d["parents"]
+    return d
+
+
+def generator_parents(gen_cfg: dict) -> int:
+    """A generator run's parent count (runs that do not store it composed pairs)."""
+    return int(gen_cfg.get("parents") or 2)
 
 
 # The encoder halves twice (so a multiple of 4), and the PatchGAN discriminator's four stride-2 convolutions

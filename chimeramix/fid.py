@@ -243,9 +243,18 @@ class ClassifierEmbedding:
     image_size: tuple[int, int]
     dim: int
     run: Path
+    head: object = None  # N x dim features -> N x classes logits (the network's last layer)
 
     @torch.no_grad()
     def __call__(self, images: list[torch.Tensor], device) -> torch.Tensor:
+        return self.embed(self._inputs(images, device))
+
+    @torch.no_grad()
+    def logits(self, images: list[torch.Tensor], device) -> torch.Tensor:
+        """The classifier's outputs for the same inputs (its predictions: argmax)."""
+        return self.head(self.embed(self._inputs(images, device)))
+
+    def _inputs(self, images: list[torch.Tensor], device) -> torch.Tensor:
         from .augment import normalize
 
         xs = []
@@ -257,7 +266,7 @@ class ClassifierEmbedding:
                 x = F.interpolate(x.float(), size=self.image_size, mode="bilinear", align_corners=False, antialias=shrink)
                 x = x.round().clamp(0, 255).to(torch.uint8)
             xs.append(normalize(x))
-        return self.embed(torch.cat(xs))
+        return torch.cat(xs)
 
 
 def load_classifier_embedding(run: str | Path, device="cpu") -> ClassifierEmbedding:
@@ -279,12 +288,13 @@ def load_classifier_embedding(run: str | Path, device="cpu") -> ClassifierEmbedd
     model = build_classifier(cfg["arch"], len(classes), cfg.get("dropout", 0.3))
     ckpt.load_module("classifier", model, tensors)
     if hasattr(model, "features"):  # the Wide ResNets: BN-ReLU, global average pool
-        dim, embed = model.features_dim, model.features
+        dim, embed, head = model.features_dim, model.features, model.fc
     else:  # torchvision's ResNet-50: everything before fc
-        dim, model.fc = model.fc.in_features, nn.Identity()
+        dim, head, model.fc = model.fc.in_features, model.fc, nn.Identity()
         embed = model
     model.to(device).eval().requires_grad_(False)
-    return ClassifierEmbedding(embed, (int(size[0]), int(size[-1])), dim, run)
+    head.to(device).eval().requires_grad_(False)
+    return ClassifierEmbedding(embed, (int(size[0]), int(size[-1])), dim, run, head)
 
 
 # ---------------------------------------------------------------- the whole comparison

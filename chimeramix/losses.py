@@ -18,6 +18,15 @@ def reconstruction(rec1, x1, rec2, x2) -> torch.Tensor:
     return F.mse_loss(rec1, x1) + F.mse_loss(rec2, x2)
 
 
+def reconstruction_parents(recs, xs) -> torch.Tensor:
+    """`reconstruction` for K parents: the sum of each all-one-parent decode's MSE against its parent
+    (the same additions in the same order as the pair's at K = 2)."""
+    loss = F.mse_loss(recs[0], xs[0])
+    for r, x in zip(recs[1:], xs[1:]):
+        loss = loss + F.mse_loss(r, x)
+    return loss
+
+
 # The 5x5 binomial kernel ([1, 4, 6, 4, 1] / 16, outer product) of Burt & Adelson's pyramid and the public code.
 _BINOMIAL = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0]) / 16
 

@@ -11,10 +11,19 @@ rule and the paper text's reading (docs/fidelity.md says which preset uses which
   [l, u) of the PARTNER's segmentation (never its last label) and fills it with
   the first image's features; `rule="bernoulli"` (the paper's text) takes each
   segment of the first image with probability 0.5.
+
+More than two parents (`parents` K > 2, an extension the paper names as future work): an assignment of
+every location to one of K parents, as K one-hot channels (`MaskSpec.sample_parents`). grid: each cell
+is parent floor(K u), u uniform, with the same offset rules; seg bernoulli: each segment of the FIRST
+image goes to a uniformly drawn parent; seg range: the first image's label order is cut into K
+contiguous ranges at K - 1 distinct random cut points, handed to the parents in a random order. At K = 2
+the grid and bernoulli draws are the pair masks bit for bit (channel 0 = the pair mask); the K-way range
+rule reads the first image's labels, not the partner's, so pairs always use `sample`.
 """
 
 from __future__ import annotations
 
+import operator
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -48,6 +57,7 @@ class MaskSpec:
     grid_offset: str = "batch"
     grid_k: int = 4
     resize: str = "nearest"  # pixel mask -> feature size: nearest (public code) or majority over each cell
+    parents: int = 2  # images per composition; 2 is the paper's pairs (`sample`), more go through `sample_parents`
 
     def __post_init__(self):
         check_choice("--mask", self.kind, MASK_KINDS)
@@ -56,6 +66,7 @@ class MaskSpec:
         check_choice("--mask-resize", self.resize, MASK_RESIZES)
         if int(self.grid_k) < 1:
             raise ChimeraMixError(f"--grid-k {self.grid_k} is out of range: it needs at least 1 cell per side")
+        check_parents(self.parents)
 
     @classmethod
     def from_config(cls, cfg) -> "MaskSpec":
@@ -63,7 +74,8 @@ class MaskSpec:
         get = cfg.get if isinstance(cfg, dict) else (lambda k, d=None: getattr(cfg, k, d))
         d = cls()
         return cls(get("mask") or d.kind, get("seg_mask") or d.seg_rule, get("grid_offset") or d.grid_offset,
-                   int(get("grid_k") or d.grid_k), get("mask_resize") or d.resize)
+                   int(get("grid_k") or d.grid_k), get("mask_resize") or d.resize,
+                   d.parents if get("parents") is None else get("parents"))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -92,6 +104,131 @@ class MaskSpec:
                 raise ValueError("bernoulli seg masks need the first images' label maps")
             pixel = segment_pixel_masks(seg1, gen, num_segments)
         return to_feature_size(pixel, size, self.resize)
+
+
+    def sample_parents(self, n: int, size: int, gen: torch.Generator, device, seg1: torch.Tensor | None = None,
+                       num_segments: int | None = None) -> torch.Tensor:
+        """K-way assignments at size x size: float one-hot, N x K x size x size (channel j: where parent j's
+        features go; parent 0 is the first image). seg1: the first images' (augmented) label maps."""
+        k = int(self.parents)
+        if self.kind == "grid":
+            if self.grid_offset == "batch":
+                return grid_parents_batch_offset(n, size, self.grid_k, k, gen, device)
+            return grid_parents(n, size, self.grid_k, k, gen, device)
+        if seg1 is None:
+            raise ValueError("K-way seg masks need the first images' label maps")
+        if self.seg_rule == "range":
+            assign = segment_range_parents(seg1, k, gen, num_segments)
+        else:
+            assign = segment_parents(seg1, k, gen, num_segments)
+        return parents_to_feature_size(one_hot(assign, k), size, self.resize)
+
+
+def check_parents(parents, spc: int | None = None) -> None:
+    """Refuse a parent count below 2, or above the images per class (the parents are distinct images of one class)."""
+    original = parents
+    try:
+        if isinstance(parents, bool):
+            raise TypeError
+        parents = operator.index(parents)
+    except TypeError:
+        parents = None
+    if parents is None or parents < 2:
+        raise ChimeraMixError(f"--parents must be a whole number of at least 2 (got {original!r}): a composition mixes at least two images")
+    if spc is not None and parents > spc:
+        raise ChimeraMixError(
+            f"--parents {parents} is more than --spc {spc}: the {parents} parents of a composition are distinct images "
+            f"of one class, so there can be at most {spc}"
+        )
+
+
+def one_hot(assign: torch.Tensor, k: int) -> torch.Tensor:
+    """Parent indices N x 1 x H x W (or N x H x W) -> float one-hot N x K x H x W."""
+    a = assign[:, 0] if assign.dim() == 4 else assign
+    return F.one_hot(a.long(), k).permute(0, 3, 1, 2).float()
+
+
+def pair_as_parents(mask: torch.Tensor) -> torch.Tensor:
+    """A pair mask (1: the first image) as two one-hot channels [mask, 1 - mask]."""
+    return torch.cat([mask, 1 - mask], 1)
+
+
+def _uniform_parent(u: torch.Tensor, k: int) -> torch.Tensor:
+    # floor(k u): parent 0 iff u < 1/k, so at k = 2 parent 0 is exactly the pair rule's `u < 0.5`
+    return (u * k).long().clamp_(max=k - 1)
+
+
+def grid_parents(n: int, size: int, grid_k: int, k: int, gen: torch.Generator, device) -> torch.Tensor:
+    """`grid_masks` with K parents: each cell a uniform parent, an offset per sample. One-hot N x K x size x size."""
+    cell = max(size // grid_k, 1)
+    cells = _uniform_parent(torch.rand(n, grid_k + 1, grid_k + 1, generator=gen, device=device), k)
+    big = cells.repeat_interleave(cell, 1).repeat_interleave(cell, 2)
+    oy = torch.randint(0, cell, (n,), generator=gen, device=device)
+    ox = torch.randint(0, cell, (n,), generator=gen, device=device)
+    ar = torch.arange(size, device=device)
+    rows = (oy[:, None] + ar)[:, :, None]
+    cols = (ox[:, None] + ar)[:, None, :]
+    return one_hot(big[torch.arange(n, device=device)[:, None, None], rows, cols], k)
+
+
+def grid_parents_batch_offset(n: int, size: int, grid_k: int, k: int, gen: torch.Generator, device) -> torch.Tensor:
+    """`grid_masks_batch_offset` with K parents (the public code's stretch and one crop per batch)."""
+    pad = size // grid_k
+    cells = _uniform_parent(torch.rand(n, 1, grid_k, grid_k, generator=gen, device=device), k).float()
+    big = F.interpolate(cells, size=(size + pad, size + pad), mode="nearest")
+    oy, ox = torch.randint(0, max(pad, 1), (2,), generator=gen, device=device)
+    ar = torch.arange(size, device=device)
+    return one_hot(big[:, :, (oy + ar)[:, None], (ox + ar)[None, :]], k)
+
+
+def segment_parents(segments: torch.Tensor, k: int, gen: torch.Generator, num_segments: int | None = None) -> torch.Tensor:
+    """Each segment to a uniformly drawn parent: long N x 1 x H x W of parent indices (`segment_pixel_masks` with K)."""
+    n = segments.shape[0]
+    if num_segments is None:
+        num_segments = int(segments.max().item()) + 1 if segments.numel() else 1
+    take = _uniform_parent(torch.rand(n, num_segments, generator=gen, device=segments.device), k)
+    return torch.gather(take, 1, segments.reshape(n, -1).long()).reshape(n, 1, *segments.shape[1:])
+
+
+def segment_range_parents(segments: torch.Tensor, k: int, gen: torch.Generator, num_segments: int | None = None) -> torch.Tensor:
+    """The range rule with K parents: cut each map's labels 0..L-1 into K contiguous ranges, one per parent.
+
+    The K - 1 cut points are distinct labels in 1..L-1 (drawn without replacement), so every parent gets at
+    least one segment when the map has K or more; with fewer the missing cuts sit at L (empty last ranges).
+    The ranges go to the parents in a random order, so no parent always holds the first labels.
+    Returns long N x 1 x H x W parent indices.
+    """
+    n, dev = segments.shape[0], segments.device
+    flat = segments.reshape(n, -1).long()
+    if num_segments is None:
+        num_segments = int(flat.max().item()) + 1 if flat.numel() else 1
+    labels = flat.amax(1) + 1  # L per map
+    slots = max(num_segments - 1, k - 1, 1)
+    cand = torch.arange(1, slots + 1, device=dev)  # candidate cut labels 1..slots
+    keys = torch.rand(n, slots, generator=gen, device=dev)
+    keys = torch.where(cand[None] < labels[:, None], keys, torch.full_like(keys, 2.0))  # only 1..L-1 are real cuts
+    pick = keys.argsort(1)[:, : k - 1]
+    cuts = torch.where(torch.gather(keys, 1, pick) < 2, cand[pick], labels[:, None]).sort(1).values
+    rank = (flat[:, :, None] >= cuts[:, None, :]).sum(2)  # which range each pixel's label falls in: 0..K-1
+    order = torch.rand(n, k, generator=gen, device=dev).argsort(1)
+    return torch.gather(order, 1, rank).reshape(n, 1, *segments.shape[1:])
+
+
+def parents_to_feature_size(weights: torch.Tensor, size: int, mode: str = "majority") -> torch.Tensor:
+    """`to_feature_size` for one-hot N x K x H x W: nearest keeps one pixel per cell; majority gives each cell
+    to the parent with most of its pixels (ties to the lower index, as the pair rule's >= 0.5)."""
+    if weights.shape[-1] == size:
+        return weights
+    if mode == "nearest" or size > weights.shape[-1]:
+        return F.interpolate(weights, size=(size, size), mode="nearest")
+    return one_hot(F.adaptive_avg_pool2d(weights, size).argmax(1), weights.shape[1])
+
+
+def assignment_picture(weights: torch.Tensor, size: int) -> torch.Tensor:
+    """One-hot N x K x h x w as a grey picture in [-1, 1] at size x size (parent j at grey level j / (K - 1))."""
+    k = weights.shape[1]
+    grey = (weights.argmax(1, keepdim=True).float() / max(k - 1, 1)) * 2 - 1
+    return F.interpolate(grey, size=(size, size), mode="nearest")
 
 
 def grid_masks(n: int, size: int, k: int, gen: torch.Generator, device) -> torch.Tensor:

@@ -165,14 +165,28 @@ def load_results(run_dirs: list[str | Path]) -> list[dict]:
 # method's own fields tell rows apart. Data, spc and image size come from the split, which records what was used
 # (the config holds what was asked for: a path, or None for the native size).
 _NOT_SETTING = frozenset(RUNTIME_FIELDS) | {"seed", "data", "spc", "image_size", "fingerprint", "method", "method_options",
-                                            "generator", "mask", "p_generated"}
+                                            "generator", "mask", "p_generated", "parents"}
+
+
+def precision_of(result: dict) -> str:
+    """The arithmetic a run trained in: 'bf16' (autocast) or 'fp32', as SpeedOptions resolved its --amp."""
+    cfg = result.get("config", {})
+    amp = cfg.get("amp", "auto")
+    if amp == "auto":  # auto is bf16 on CUDA only
+        return "bf16" if str(result.get("device") or cfg.get("device") or "cpu").startswith("cuda") else "fp32"
+    return "bf16" if amp == "on" else "fp32"
 
 
 def setting_of(result: dict) -> dict:
-    """What a run's accuracy depends on besides its method and seed: runs that differ here are never averaged."""
+    """What a run's accuracy depends on besides its method and seed: runs that differ here are never averaged.
+
+    The device and the speed switches are not part of it, except the precision: bf16 and fp32 runs are kept
+    apart until a paired run shows they agree (docs/results.md).
+    """
     split = result.get("split", {})
     setting = {k: split.get(k) for k in ("source", "spc", "image_size", "fingerprint")}
     setting.update({k: v for k, v in sorted(result.get("config", {}).items()) if k not in _NOT_SETTING})
+    setting["precision"] = precision_of(result)
     return setting
 
 

@@ -257,6 +257,7 @@ def fit_generator_cmd(
     seg_input: Annotated[Optional[str], typer.Option(help=f"Felzenszwalb input: 'float' (the [-1, 1] image, public code) or 'uint8'. {_default(G, 'seg_input')}")] = None,
     d_step: Annotated[Optional[str], typer.Option(help=f"Discriminator step: 'fresh' (public code: a new composition after G's update, real = x1 or x2) or 'reuse' (G's composition, real = x1). {_default(G, 'd_step')}")] = None,
     grid_k: Annotated[Optional[int], typer.Option(help=f"Grid mask cells per side. {_default(G, 'grid_k')}")] = None,
+    parents: Annotated[int, typer.Option(help="Images per composition, K distinct images of one class (2 to --spc): more than 2 mixes them by K-way masks, an extension beyond the paper.")] = G.parents,
     seg_scale: Annotated[Optional[float], typer.Option(help="Felzenszwalb scale. [default: 60 up to 64x64, else 400]")] = None,
     seg_min_size: Annotated[Optional[int], typer.Option(help="Felzenszwalb min_size. [default: 60 up to 64x64, else 400]")] = None,
     common: dict = None,
@@ -269,7 +270,8 @@ def fit_generator_cmd(
     cfg = make_config(
         GeneratorConfig, run["preset"], **common, mask=mask, lr=lr, w_rec=w_rec, w_lap=w_lap, w_adv=w_adv, ngf=ngf, ndf=ndf,
         work_size=work_size, decoder_res_blocks=decoder_res_blocks, seg_mask=seg_mask, grid_offset=grid_offset,
-        mask_resize=mask_resize, seg_input=seg_input, d_step=d_step, grid_k=grid_k, seg_scale=seg_scale, seg_min_size=seg_min_size,
+        mask_resize=mask_resize, seg_input=seg_input, d_step=d_step, grid_k=grid_k, parents=parents, seg_scale=seg_scale,
+        seg_min_size=seg_min_size,
     )
     with _progress(run["quiet"] or run["as_json"]) as p:
         r = fit_generator(cfg, resume=run["resume"], force=run["force"], progress=p, root=run["checkpoints"])
@@ -283,6 +285,7 @@ def fit_generator_cmd(
                   highlight=False, soft_wrap=True)
     _print_summary("generator run", [("steps", str(r.steps)), *((f"loss {k}", f"{v:.5g}") for k, v in r.losses.items())],
                    [("run", r.run_dir), ("samples", r.samples), ("weights", r.run_dir / "generator.safetensors")])
+
 
 def _print_summary(title: str, rows: list[tuple[str, str]], paths: list[tuple[str, Path]]) -> None:
     """A two-column table; the paths go in it when they fit the terminal, else below it on their own lines, never cut."""
@@ -327,6 +330,7 @@ def fit_classifier_cmd(
     option: Annotated[Optional[list[str]], typer.Option("--option", "-o", help="A method option KEY=VALUE, e.g. -o alpha=0.4 (repeatable).")] = None,
     mask: Annotated[Optional[str], typer.Option(help="Mask kind for compositions; must match the generator run's. [default: the generator run's]")] = None,
     seg_view: Annotated[str, typer.Option(help="What the classifier stage segments for seg masks: 'classifier' (its own images, as the public code) or 'generator' (as the generator run did).")] = C.seg_view,
+    parents: Annotated[Optional[int], typer.Option(help="Images per composition; must match the generator run's. [default: the generator run's]")] = None,
     p_generated: Annotated[Optional[float], typer.Option(help=f"Probability that a batch is replaced by compositions (the method option p_generated; give it one way). [default: {P_GENERATED:g}]")] = None,
     arch: Annotated[Optional[str], typer.Option(help="wrn16-8, wrn16-4, wrn16-2 or resnet50. [default: paper: wrn16-8 (32x32) / resnet50 (96x96); fast: wrn16-2]")] = None,
     lr: Annotated[Optional[float], typer.Option(help="SGD learning rate (cosine-annealed). [default: paper 4.6e-3 (32x32) / 7.4e-3 (96x96)]")] = None,
@@ -341,8 +345,8 @@ def fit_classifier_cmd(
 
     cfg = make_config(
         ClassifierConfig, run["preset"], **common, generator=str(generator) if generator else None, method=method, mask=mask,
-        seg_view=seg_view, p_generated=p_generated, arch=arch, lr=lr, weight_decay=weight_decay, dropout=dropout,
-        method_options=_parse_options(option),
+        seg_view=seg_view, parents=parents, p_generated=p_generated, arch=arch, lr=lr, weight_decay=weight_decay,
+        dropout=dropout, method_options=_parse_options(option),
     )
     with _progress(run["quiet"] or run["as_json"]) as p:
         r = fit_classifier(cfg, resume=run["resume"], force=run["force"], progress=p, root=run["checkpoints"])
@@ -422,6 +426,7 @@ def experiment(
     decoder_res_blocks: DecoderResBlocks = None,
     seg_mask: SegMask = None,
     grid_offset: GridOffset = None,
+    parents: Annotated[int, typer.Option(help="Images per composition of the generators (2 to --spc; more than 2 is an extension beyond the paper).")] = GeneratorConfig.parents,
     title: Annotated[str, typer.Option(help="Table title. [default: data, spc and preset]")] = "",
     data_dir: DataDir = None,
     image_size: ImageSize = None,
@@ -450,7 +455,7 @@ def experiment(
         res = run_experiment(
             data, spc, parse_seeds(seeds), preset=preset, masks=masks, methods=methods, device=device, out=out_stem,
             root=checkpoints, gen_options={**common, "steps": gen_steps, "decoder_res_blocks": decoder_res_blocks,
-                                                  "seg_mask": seg_mask, "grid_offset": grid_offset},
+                                                  "seg_mask": seg_mask, "grid_offset": grid_offset, "parents": parents},
             clf_options={**common, "steps": clf_steps},
             jobs=jobs, force=force, progress=p, title=title,
         )
@@ -599,6 +604,11 @@ def methods_cmd():
     from .methods import methods as show
 
     show()
+
+
+from .curate import curate_cmd  # noqa: E402  (its own file; wrapped here so it shares the error handling)
+
+app.command("curate")(friendly(curate_cmd))
 
 
 def main():

@@ -146,7 +146,15 @@ def test_runs_of_spc_2_and_spc_5_land_in_separate_tables_and_are_never_averaged(
 
 def test_what_splits_a_table_and_what_does_not():
     a = _result("Baseline", 0, 0.3)
-    assert setting_of(a) == setting_of(_result("Baseline", 1, 0.3, device="cuda", amp="on", log_every=7, data_dir="/d"))
+    assert setting_of(a) == setting_of(_result("Baseline", 1, 0.3, device="cuda", amp="off", log_every=7, data_dir="/d"))
+    # the precision splits: bf16 (asked for, or auto on CUDA) is not averaged with fp32
+    assert setting_of(a)["precision"] == "fp32"
+    assert setting_of(_result("Baseline", 0, 0.3, amp="on"))["precision"] == "bf16"
+    assert setting_of(_result("Baseline", 0, 0.3, device="cuda", amp="auto"))["precision"] == "bf16"
+    assert setting_of(a) != setting_of(_result("Baseline", 0, 0.3, amp="on"))
+    names = [t.name for t in group_by_setting([a, _result("Baseline", 0, 0.31, amp="on", run_dir="bf")])]
+    assert names == ["source x, spc 5, preset fast, 1000 steps, precision fp32",
+                     "source x, spc 5, preset fast, 1000 steps, precision bf16"]
     assert setting_of(a) != setting_of(_result("Baseline", 0, 0.3, steps=4000))
     assert setting_of(a) != setting_of(_result("Baseline", 0, 0.3, lr=0.1))
     tables = group_by_setting([a, _result("Baseline", 0, 0.31, arch="wrn16-8", run_dir="elsewhere")])

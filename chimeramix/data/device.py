@@ -47,6 +47,10 @@ class DeviceData:
         self._by_class = order.to(device)
         self._counts = counts.to(device)
         self._offsets = (torch.cumsum(counts, 0) - counts).to(device)
+        self._rank = torch.empty_like(order)
+        self._rank[order] = torch.arange(len(order))  # each image's place in the class-sorted order
+        self._rank = self._rank.to(device)
+        self._max_count = int(counts.max()) if len(counts) else 0  # on the host: no device sync per draw
         self._passes: dict[int, torch.Tensor] = {}
 
     def _pass(self, k: int) -> torch.Tensor:
@@ -79,3 +83,17 @@ class DeviceData:
         j = (torch.rand(idx.shape[0], generator=gen, device=self.device) * self._counts[y]).long()
         j = torch.minimum(j, self._counts[y] - 1)
         return self._by_class[self._offsets[y] + j]
+
+    def distinct_partners(self, idx: torch.Tensor, count: int, gen: torch.Generator) -> list[torch.Tensor]:
+        """For each index, `count` other images of its class, distinct from it and from each other (drawn
+        uniformly without replacement): the partners of a composition of count + 1 parents. The class needs
+        count + 1 images (config checks refuse --parents above --spc before any work)."""
+        y = self.labels[idx]
+        width = self._max_count
+        pos = torch.arange(width, device=self.device)
+        keys = torch.rand(idx.shape[0], width, generator=gen, device=self.device)
+        own = self._rank[idx] - self._offsets[y]  # the image's own place within its class
+        # places past the class's size and the image itself sort last
+        keys = torch.where((pos[None] < self._counts[y][:, None]) & (pos[None] != own[:, None]), keys, torch.full_like(keys, 2.0))
+        places = keys.argsort(1)[:, :count]
+        return [self._by_class[self._offsets[y] + places[:, j]] for j in range(count)]

@@ -32,13 +32,22 @@ def compose(G: torch.nn.Module, x1: torch.Tensor, x2: torch.Tensor, mask: torch.
     return resize(out.float(), size).clamp_(-1, 1)
 
 
+@torch.no_grad()
+def compose_parents(G: torch.nn.Module, xs, weights: torch.Tensor, work_size: int, autocast=nullcontext) -> torch.Tensor:
+    """`compose` for K parents (a list of batches) under one-hot K-way weights."""
+    size = xs[0].shape[-1]
+    with autocast():
+        out = G.forward_parents([resize(x, work_size) for x in xs], weights)
+    return resize(out.float(), size).clamp_(-1, 1)
+
+
 class ChimeraMix(Method):
     name = "chimeramix"
     label = "ChimeraMix"
     paper = "Reinders, Schubert, Rosenhahn: ChimeraMix, IJCAI 2022"
     # Mask settings default to the generator run's (the classifier stage reads them from its run.json).
     defaults = {"p_generated": P_GENERATED, "mask": "seg", "seg_mask": "range", "grid_offset": "batch",
-                "mask_resize": "nearest", "grid_k": 4, "aug_order": "parents"}
+                "mask_resize": "nearest", "grid_k": 4, "aug_order": "parents", "parents": 2}
     context = ("seed", "work_size")  # the run's seed (which batches are replaced); the generator's working resolution
     needs_generator = True
 
@@ -47,6 +56,9 @@ class ChimeraMix(Method):
         self.seed, self.work_size = int(seed), int(work_size)
         o = self.options
         self.spec = M.MaskSpec.from_config(o)
+        if o["parents"] == 2:
+            # Pairs keep the options (and so the run.json) they had before K parents existed: finished runs are reused.
+            del o["parents"]
         self.p = check_probability("p_generated", o["p_generated"], self.name)
         check_choice("chimeramix option aug_order", o["aug_order"], AUG_ORDERS)
         self.label = f"ChimeraMix+{self.spec.label}"
@@ -59,6 +71,8 @@ class ChimeraMix(Method):
         if not replaced:
             return augment.apply(x, y, ctx) if augment is not None else (x, y)
         data, gen = ctx.data, ctx.gen
+        if self.spec.parents != 2:
+            return self._apply_parents(x, y, ctx, augment), y
         i2 = data.partners(ctx.idx, gen)
         p2 = CropFlip.sample(len(i2), x.shape[-1], gen, x.device)
         x2 = normalize(p2.apply(data.images[i2]))
@@ -69,3 +83,15 @@ class ChimeraMix(Method):
         if augment is not None:
             x, x2 = augment.apply(x, y, ctx)[0], augment.apply(x2, y, ctx)[0]
         return compose(ctx.generator, x, x2, m, self.work_size, ctx.autocast), y
+
+    def _apply_parents(self, x, y, ctx: StepContext, augment: Method | None):
+        """K parents: the batch's images and K - 1 distinct same-class partners each, composed by K-way masks."""
+        data, gen = ctx.data, ctx.gen
+        partners = data.distinct_partners(ctx.idx, self.spec.parents - 1, gen)
+        crops = [CropFlip.sample(len(ctx.idx), x.shape[-1], gen, x.device) for _ in partners]
+        xs = [x, *(normalize(p.apply(data.images[i])) for p, i in zip(crops, partners))]
+        seg1 = ctx.crop.apply(data.segments[ctx.idx]) if self.spec.kind == "seg" else None
+        w = self.spec.sample_parents(len(ctx.idx), self.work_size // 4, gen, x.device, seg1, data.num_segments)
+        if augment is not None:
+            xs = [augment.apply(xi, y, ctx)[0] for xi in xs]
+        return compose_parents(ctx.generator, xs, w, self.work_size, ctx.autocast)

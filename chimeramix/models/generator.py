@@ -1,4 +1,8 @@
-"""The mixing generator: encoder f, feature mixer, decoder g (x_hat = g(f(x1) m + f(x2) (1 - m)))."""
+"""The mixing generator: encoder f, feature mixer, decoder g (x_hat = g(f(x1) m + f(x2) (1 - m))).
+
+With K parents the mask is K one-hot channels m_j and x_hat = g(sum_j f(x_j) m_j); at K = 2 with
+m = [m, 1 - m] that is the pair formula, operation for operation.
+"""
 
 from __future__ import annotations
 
@@ -89,3 +93,27 @@ class MixingGenerator(nn.Module):
         z = torch.cat([f1, f2, self.mix(f1, f2, mask)])
         out = self.decoder(z)
         return out[:n], out[n: 2 * n], out[2 * n:]
+
+    @staticmethod
+    def mix_parents(fs, weights: torch.Tensor) -> torch.Tensor:
+        """Per location, the feature vector of the parent whose one-hot channel is 1 (fs: K feature maps)."""
+        out = fs[0] * weights[:, 0:1]
+        for j in range(1, len(fs)):
+            out = out + fs[j] * weights[:, j: j + 1]
+        return out
+
+    def forward_parents(self, xs, weights: torch.Tensor) -> torch.Tensor:
+        """The composition of K parents (a list of N x 3 x H x W) under one-hot weights N x K x h x w."""
+        n = xs[0].shape[0]
+        return self.decoder(self.mix_parents(self.encoder(torch.cat(list(xs))).split(n), weights))
+
+    def train_outputs_parents(self, xs, weights):
+        """`train_outputs` for K parents: one encode of all, one decode of [f_1, ..., f_K, mix].
+
+        Decoding f_j is decoding the all-parent-j mask (mix_parents with channel j all ones gives f_j exactly).
+        Returns (reconstructions as a list of K, composition).
+        """
+        n = xs[0].shape[0]
+        fs = self.encoder(torch.cat(list(xs))).split(n)
+        out = self.decoder(torch.cat([*fs, self.mix_parents(fs, weights)])).split(n)
+        return list(out[:-1]), out[-1]

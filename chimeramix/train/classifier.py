@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -12,7 +12,7 @@ import torch
 from .. import checkpoint as ckpt
 from .. import masks as M
 from ..augment import CropFlip, normalize
-from ..config import (P_GENERATED, ClassifierConfig, check_config, method_name, replacement_rate,
+from ..config import (P_GENERATED, ClassifierConfig, check_config, generator_parents, method_name, replacement_rate,
                       resolve_classifier, to_dict)
 from ..data.device import DeviceData
 from ..data.imageset import ImageSet
@@ -129,6 +129,10 @@ def _method_options(cfg: ClassifierConfig, gen_cfg: dict | None, image_size: int
         for k, v in (("mask", spec.kind), ("seg_mask", spec.seg_rule), ("grid_offset", spec.grid_offset),
                      ("mask_resize", spec.resize), ("grid_k", spec.grid_k)):
             opts.setdefault(k, v)
+        # The generator learned K-way compositions of its own K: another K is refused, as another mask kind is.
+        k = generator_parents(gen_cfg)
+        _check_parents(cfg.generator, k, opts.get("parents"))
+        opts["parents"] = k
     else:
         if cfg.mask:
             opts.setdefault("mask", cfg.mask)
@@ -163,9 +167,18 @@ def fit_classifier(cfg: ClassifierConfig, *, resume: bool | str = False, force: 
     G = gen_info = None
     if cfg.generator:
         gen_info = _read_generator_info(cfg.generator)
+        _check_parents(cfg.generator, generator_parents(gen_info["config"]), cfg.parents)
+    elif cfg.parents not in (None, 2):
+        raise ChimeraMixError(f"--parents {cfg.parents} needs --generator: only ChimeraMix composes more than two images")
     prep = prepare_data(cfg)
     speed = SpeedOptions.resolve(prep.device, cfg.amp, cfg.channels_last, cfg.fused, cfg.compile)
     cfg = resolve_classifier(cfg, prep.train.image_size[0], len(prep.subset))
+    if gen_info is not None:
+        # Stored as the generator's K, and as None for pairs (the config pair runs had before the option existed).
+        k = generator_parents(gen_info["config"])
+        cfg = replace(cfg, parents=None if k == 2 else k)
+    else:
+        cfg = replace(cfg, parents=None)
     if cfg.arch not in ARCHS:
         raise ChimeraMixError(f"unknown --arch '{cfg.arch}': choose one of {', '.join(ARCHS)}")
     if gen_info is not None:
@@ -243,6 +256,16 @@ def fit_classifier(cfg: ClassifierConfig, *, resume: bool | str = False, force: 
         write_text(stage.run.file("report.md"), run_markdown(result))
         stage.finish(result=result)
         return ClassifierResult(stage.out, metrics["accuracy"], result)
+
+
+def _check_parents(gen_dir, theirs: int, asked) -> None:
+    """The generator learned compositions of its own K parents: another K is refused, as another mask kind is."""
+    if asked is not None and asked != theirs:
+        raise ChimeraMixError(
+            f"the generator in {gen_dir} was trained with --parents {theirs}, this run asks for {asked}: "
+            f"drop --parents to use the generator's, or train a generator with --parents {asked}"
+        )
+
 
 def _read_generator_info(path) -> dict:
     from ..runs import read_run

@@ -11,11 +11,11 @@ import torch
 from .. import checkpoint as ckpt
 from .. import masks as M
 from ..augment import CropFlip, denormalize, normalize, resize_uint8
-from ..config import GeneratorConfig, check_config, resolve_generator, to_dict
+from ..config import GeneratorConfig, check_config, generator_run_config, resolve_generator
 from ..data.device import DeviceData
 from ..data.imageset import ImageSet
 from ..errors import ChimeraMixError
-from ..losses import laplacian, lsgan, reconstruction
+from ..losses import laplacian, lsgan, reconstruction, reconstruction_parents
 from ..models import MixingGenerator, PatchDiscriminator
 from ..plots import save_grid
 from ..progress import SILENT, Progress
@@ -58,7 +58,9 @@ class GeneratorTrainer:
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr, betas=betas, **sp.optimizer_kwargs())
         self.feature_size = MixingGenerator.feature_size(cfg.work_size)
         self.masks = M.MaskSpec.from_config(cfg)
-        self._outputs = sp.compiled(self.G.train_outputs)
+        self.parents = self.masks.parents
+        # Pairs run the pair code as it always was; K > 2 parents the K-way one (equal at K = 2, tests/test_parents.py).
+        self._outputs = sp.compiled(self.G.train_outputs if self.parents == 2 else self.G.train_outputs_parents)
         self._D = sp.compiled(self.D)
 
     def state(self) -> TrainState:
@@ -81,22 +83,53 @@ class GeneratorTrainer:
 
         return self.speed.inputs(x1), self.speed.inputs(x2), draw(), draw
 
+    def batch_parents(self, step: int):
+        """K parents per sample (the batch's image and K - 1 distinct same-class partners), each augmented,
+        one-hot K-way masks for `step` (seg rules read the first image's segments), and a way to draw another."""
+        cfg, data, gen = self.cfg, self.data, self.gen
+        i1 = data.batch_indices(step, cfg.batch_size)
+        idx = [i1, *data.distinct_partners(i1, self.parents - 1, gen)]
+        crops = [CropFlip.sample(len(i1), cfg.work_size, gen, data.device) for _ in idx]
+        xs = [self.speed.inputs(normalize(p.apply(data.images[i]))) for p, i in zip(crops, idx)]
+        seg1 = crops[0].apply(data.segments[i1]) if cfg.mask == "seg" else None
+
+        def draw():
+            return self.masks.sample_parents(len(i1), self.feature_size, gen, data.device, seg1, data.num_segments)
+
+        return xs, draw(), draw
+
     def step(self, step: int, total: int) -> dict[str, torch.Tensor]:
         cfg = self.cfg
         lr = cfg.lr * lr_factor(step, total, cfg.lr_milestones, cfg.lr_gamma)
         for opt in (self.opt_g, self.opt_d):
             for g in opt.param_groups:
                 g["lr"] = lr
-        x1, x2, mask, draw_mask = self.batch(step)
+        pair = self.parents == 2
+        if pair:
+            x1, x2, mask, draw_mask = self.batch(step)
+            xs = [x1, x2]
+        else:
+            xs, mask, draw_mask = self.batch_parents(step)
+            x1 = xs[0]
         autocast = self.speed.autocast(self.data.device)
         with autocast:
-            rec1, rec2, mix = self._outputs(x1, x2, mask)
-        rec1, rec2, mix = rec1.float(), rec2.float(), mix.float()  # losses in fp32 whatever the forward ran in
+            if pair:
+                rec1, rec2, mix = self._outputs(x1, x2, mask)
+                recs = [rec1, rec2]
+            else:
+                recs, mix = self._outputs(xs, mask)
+        recs, mix = [r.float() for r in recs], mix.float()  # losses in fp32 whatever the forward ran in
 
         # Generator update; D's weights are frozen for it so no gradient is computed for them.
         self.D.requires_grad_(False)
-        loss_rec = reconstruction(rec1, x1, rec2, x2)
-        loss_lap = laplacian(rec1, x1, cfg.lap_levels) + laplacian(rec2, x2, cfg.lap_levels)
+        if pair:
+            loss_rec = reconstruction(recs[0], x1, recs[1], x2)
+            loss_lap = laplacian(recs[0], x1, cfg.lap_levels) + laplacian(recs[1], x2, cfg.lap_levels)
+        else:  # each parent from its all-one-parent mask, summed as the pair's two terms are
+            loss_rec = reconstruction_parents(recs, xs)
+            loss_lap = laplacian(recs[0], xs[0], cfg.lap_levels)
+            for r, x in zip(recs[1:], xs[1:]):
+                loss_lap = loss_lap + laplacian(r, x, cfg.lap_levels)
         with autocast:
             d_mix = self._D(mix)
         loss_adv = lsgan(d_mix.float(), True)
@@ -110,9 +143,13 @@ class GeneratorTrainer:
         if cfg.d_step == "fresh":
             # The public code: a new mask, the updated G's composition, and x1 or x2 (one coin per batch) as the real.
             with torch.no_grad(), autocast:
-                fake = self.G(x1, x2, draw_mask()).float()
-            coin = torch.rand((), generator=self.gen, device=x1.device) < 0.5  # a select, not an `if`: no host sync
-            real = torch.where(coin, x2, x1)
+                fake = (self.G(x1, x2, draw_mask()) if pair else self.G.forward_parents(xs, draw_mask())).float()
+            if pair:
+                coin = torch.rand((), generator=self.gen, device=x1.device) < 0.5  # a select, not an `if`: no host sync
+                real = torch.where(coin, x2, x1)
+            else:  # one parent, uniformly drawn, picked by index_select (no host sync)
+                j = (torch.rand(1, generator=self.gen, device=x1.device) * self.parents).long().clamp_(max=self.parents - 1)
+                real = torch.stack(xs).index_select(0, j)[0]
         else:
             fake, real = mix.detach(), x1
         with autocast:
@@ -145,7 +182,7 @@ def fit_generator(cfg: GeneratorConfig, *, resume: bool | str = False, force: bo
     prep = prepare_data(cfg)
     speed = SpeedOptions.resolve(prep.device, cfg.amp, cfg.channels_last, cfg.fused, cfg.compile)
     cfg = resolve_generator(cfg, prep.train.image_size[0], len(prep.subset))
-    config = {**to_dict(cfg), "fingerprint": prep.split.fingerprint}
+    config = {**generator_run_config(cfg), "fingerprint": prep.split.fingerprint}
     with open_stage("generator", "gen", cfg.mask + variant_suffix(cfg), cfg, config, prep, root, resume, force, progress) as stage:
         if stage.already_finished:
             info = stage.run.info()
@@ -161,6 +198,7 @@ def fit_generator(cfg: GeneratorConfig, *, resume: bool | str = False, force: bo
         save_samples(stage.run.file("samples.png"), trainer.G, data, cfg)
         stage.finish(losses=losses)
         return GeneratorResult(stage.out, total, losses)
+
 
 def save_generator(path, G, D, config: dict, split_key: dict) -> None:
     tensors = {**ckpt.module_tensors("generator", G), **ckpt.module_tensors("discriminator", D)}
@@ -185,7 +223,13 @@ def load_generator(run_dir: str | Path, device) -> tuple[MixingGenerator, dict]:
 
 @torch.no_grad()
 def save_samples(path, G: MixingGenerator, data: DeviceData, cfg: GeneratorConfig, pairs: int = 8) -> None:
-    """Figure 2 of the paper: x1, x2, both reconstructions, then three masks with their compositions."""
+    """Figure 2 of the paper: x1, x2, both reconstructions, then three masks with their compositions.
+
+    With K parents: x1..xK, their K reconstructions, then three K-way masks (parent j at grey level j / (K - 1),
+    black: the first image) with their compositions.
+    """
+    if cfg.parents != 2:
+        return _save_samples_parents(path, G, data, cfg, pairs)
     gen = torch.Generator(device=data.device).manual_seed(12345)
     n_cls = len(data.classes)
     cls = torch.arange(pairs, device=data.device) % n_cls
@@ -205,5 +249,25 @@ def save_samples(path, G: MixingGenerator, data: DeviceData, cfg: GeneratorConfi
         m = spec.sample(pairs, fs, gen, data.device, seg1, seg2, data.num_segments)
         # shown at the images' resolution so the picture lines up with x1 / x2
         cols += [M.to_feature_size(m, x1.shape[-1]) * 2 - 1, G.decoder(G.mix(f1, f2, m))]
+    G.train(was_training)
+    save_grid(path, [denormalize(c) for c in cols])
+
+
+@torch.no_grad()
+def _save_samples_parents(path, G: MixingGenerator, data: DeviceData, cfg: GeneratorConfig, rows: int = 8) -> None:
+    k = cfg.parents
+    gen = torch.Generator(device=data.device).manual_seed(12345)
+    cls = torch.arange(rows, device=data.device) % len(data.classes)
+    idx = [data.of_class(cls, j) for j in range(k)]  # the first K images of each shown class (K <= spc: distinct)
+    xs = [normalize(data.images[i]) for i in idx]
+    was_training = G.training
+    G.eval()
+    fs = G.encoder(torch.cat(xs)).split(rows)
+    cols = [*xs, *(G.decoder(f) for f in fs)]
+    spec = M.MaskSpec.from_config(cfg)
+    seg1 = data.segments[idx[0]] if cfg.mask == "seg" else None
+    for _ in range(3):
+        w = spec.sample_parents(rows, fs[0].shape[-1], gen, data.device, seg1, data.num_segments)
+        cols += [M.assignment_picture(w, xs[0].shape[-1]), G.decoder(G.mix_parents(fs, w))]
     G.train(was_training)
     save_grid(path, [denormalize(c) for c in cols])

@@ -40,8 +40,10 @@ def source_label(name: str) -> str:
 
 # Generator settings whose non-default value gets a run-folder tag and a report label, so that the variants
 # of docs/fidelity.md land in their own folders and rows beside the default (the public code's procedure).
-# (field, value that departs, folder tag, label, applies to mask kind or None for both)
+# (field, value that departs or a test of the value, folder tag, label, applies to mask kind or None for both);
+# tags and labels may name the value as {v}.
 VARIANTS = (
+    ("parents", lambda v: v not in (None, 2), "k{v}", "{v} parents", None),
     ("decoder_res_blocks", True, "decres", "decoder res blocks", None),
     ("seg_mask", "bernoulli", "bern", "Bernoulli segments", "seg"),
     ("grid_offset", "sample", "cellsample", "per-sample grid offset", "grid"),
@@ -54,8 +56,12 @@ VARIANTS = (
 def _variants(gen_cfg) -> list[tuple[str, str]]:
     get = gen_cfg.get if isinstance(gen_cfg, dict) else (lambda k, d=None: getattr(gen_cfg, k, d))
     kind = get("mask")
-    return [(tag, label) for field, value, tag, label, only in VARIANTS
-            if get(field) == value and (only is None or only == kind)]
+    hits = []
+    for field, value, tag, label, only in VARIANTS:
+        v = get(field)
+        if (value(v) if callable(value) else v == value) and (only is None or only == kind):
+            hits.append((tag.format(v=v), label.format(v=v)))
+    return hits
 
 
 def variant_suffix(gen_cfg) -> str:

@@ -1,0 +1,139 @@
+"""Image folders a command writes as a whole (export, curate): built beside --out, renamed into place at the end.
+
+DIR/train/<class>/*.png, DIR/test/<class>/* (the source's test set, so `fit-classifier --data DIR` evaluates on it),
+DIR/manifest.json. DIR is either a whole folder of its kind or absent: an interrupted run leaves only a hidden
+temp folder beside it, which the next run removes.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from .data.folder import list_classes
+from .errors import ChimeraMixError
+from .fileio import read_json
+from .runs import config_diff
+
+MANIFEST = "manifest.json"
+KINDS = {"export": "a chimeramix export", "curate": "a chimeramix curation"}  # manifest kinds, for messages
+
+
+def check_out(out: Path, what: str) -> Path:
+    """--out as an absolute folder path; refuses a file or a root."""
+    out = Path(os.path.abspath(Path(out).expanduser()))
+    if not out.name:
+        raise ChimeraMixError(f"--out {out} cannot hold {what}: choose a new folder, e.g. exports/<name>")
+    if out.exists() and not out.is_dir():
+        raise ChimeraMixError(f"--out {out} is a file, not a folder: choose another --out")
+    return out
+
+
+def side(out: Path, tag: str, kind: str = "export") -> Path:
+    """The hidden folder beside `out` a build of `kind` uses (tag 'partial': being written; 'old': mid-swap)."""
+    return out.parent / f".{out.name}.{kind}-{tag}"
+
+
+def recover(out: Path, tmp: Path, old: Path) -> None:
+    """Clean what an interrupted build left: its temp folder, and the previous folder if it was mid-swap."""
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    if old.exists():
+        if out.exists():
+            shutil.rmtree(old)
+        else:
+            old.rename(out)
+
+
+def finished_manifest(out: Path, kind: str, request: dict, force: bool) -> dict | None:
+    """Decide about an existing --out before any work: the manifest of a finished `kind` folder with the same
+    request (nothing to redo), None to build; refuses a folder of another kind, other settings without force,
+    and anything that chimeramix did not write.
+
+    A manifest without 'kind' is an export's (exports written before curate existed).
+    """
+    what = KINDS[kind]
+    if (out / MANIFEST).is_file():
+        try:
+            manifest = read_json(out / MANIFEST)
+        except (ValueError, UnicodeDecodeError):
+            manifest = None
+        found = manifest.get("kind", "export") if isinstance(manifest, dict) else None
+        if found != kind:
+            held = KINDS.get(found, "another kind of chimeramix folder") if found else "a damaged manifest.json"
+            raise ChimeraMixError(f"{out} holds {held}, not {what}: choose another --out")
+        diff = config_diff(manifest.get("request", {}), request)
+        if not diff and not force:
+            return manifest
+        if diff and not force:
+            raise ChimeraMixError(
+                f"a finished {what.split(' ', 1)[-1]} with other settings is in {out} ({'; '.join(diff[:4])}); "
+                "choose another --out, or --force to replace it"
+            )
+    elif out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ChimeraMixError(f"{out} exists and is not {what}: choose another --out (an empty or new folder)")
+    return None
+
+
+def make_temp(tmp: Path, out: Path) -> None:
+    try:
+        tmp.mkdir(parents=True)
+    except OSError as e:
+        raise ChimeraMixError(f"cannot write beside {out} ({e.strerror}): choose a writable --out") from None
+
+
+def publish(tmp: Path, out: Path, old: Path) -> None:
+    """Swap the finished temp folder into place (the previous folder, if any, is removed after the rename)."""
+    if hasattr(os, "sync"):
+        os.sync()  # the PNGs reach the disk before the rename makes the folder visible
+    if out.exists():
+        out.rename(old)
+    tmp.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def check_class_name(name: str, what: str = "exported") -> None:
+    if not name or name in (".", "..") or name.startswith(".") or "/" in name or "\\" in name or "\0" in name:
+        raise ChimeraMixError(f"class name {name!r} cannot be a folder name, so it cannot be {what} as train/<class>/")
+
+
+def write_png(path: Path, image: torch.Tensor) -> None:
+    """PNG without metadata (so equal pixels give equal bytes); the folder as a whole is what is atomic."""
+    buf = io.BytesIO()
+    Image.fromarray(image.permute(1, 2, 0).contiguous().numpy()).save(buf, format="PNG")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(buf.getvalue())
+
+
+def plan_test_set(source, cfg: dict) -> dict[str, list[Path]] | None:
+    """The files to copy for a folder source read at its own size; None: decode and write PNGs."""
+    if source.kind == "folder" and cfg.get("image_size") is None:
+        return list_classes(Path(source.name) / "test")
+    return None
+
+
+def count_test_set(source, files: dict[str, list[Path]] | None) -> int:
+    return sum(len(f) for f in files.values()) if files is not None else len(source.load("test"))
+
+
+def write_test_set(dest: Path, source, files: dict[str, list[Path]] | None, tick) -> str:
+    """The source's test set under dest/<class>/: its files copied, or decoded images as PNGs."""
+    if files is not None:
+        k = 0
+        for c, paths in files.items():
+            (dest / c).mkdir(parents=True, exist_ok=True)
+            for p in paths:
+                shutil.copyfile(p, dest / c / p.name)  # a copy, not a link: editing the folder never edits the source
+                k += 1
+                tick(k)
+        return "copied"
+    test = source.load("test")
+    for i in range(len(test)):
+        write_png(dest / test.classes[int(test.labels[i])] / f"{i:05d}.png", test.images[i])
+        tick(i + 1)
+    return "decoded"
