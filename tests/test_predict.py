@@ -22,7 +22,7 @@ CLF = dict(spc=3, seed=0, device="cpu", arch="wrn16-2", batch_size=4, steps=4, l
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """Two tiny runs on one 3-class folder: at its native 16 px, and brought to 8 px by --image-size."""
-    from tests.conftest import ImageFolderFactory
+    from conftest import ImageFolderFactory
 
     base = tmp_path_factory.mktemp("predict")
     data = ImageFolderFactory(base)(classes=("ant", "bee", "cat"), train=4, test=5, size=16)
