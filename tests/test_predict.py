@@ -121,3 +121,21 @@ def test_cli_writes_csv_and_prints_the_table(trained, tmp_path):
     r = runner.invoke(app, ["predict", str(tmp_path / "nowhere"), str(data / "test")])
     assert r.exit_code == 2 and "Traceback" not in r.output
     assert len([ln for ln in r.stderr.splitlines() if ln.strip()]) == 1
+
+
+def test_a_named_source_is_resized_as_its_training_data_was(tmp_path, write_image):
+    """digits (32 px) trained at --image-size 16: predict resizes PNGs of its test set with torch's antialiased
+    bilinear, as the source resized the training and test sets, and gets the stage's own confusion matrix."""
+    from chimeramix.data import open_source
+
+    cfg = make_config(ClassifierConfig, "fast", data="digits", image_size=16, out=str(tmp_path / "run"), **CLF)
+    r = fit_classifier(cfg)
+    test = open_source("digits").load("test")
+    for i, (img, y) in enumerate(zip(test.images, test.labels)):
+        write_image(tmp_path / "png" / test.classes[int(y)] / f"{i:04d}.png", img.permute(1, 2, 0).numpy())
+    assert load_classifier(r.run_dir, "cpu").resize_rule == "torch"
+    res = predict_images(r.run_dir, [tmp_path / "png"], batch_size=256, device="cpu")
+    classes = r.result["classes"]
+    pred = torch.tensor([classes.index(p.label) for p in res.predictions])
+    true = torch.tensor([classes.index(_true_label(p.path)) for p in res.predictions])
+    assert classification_metrics(pred, true, classes)["confusion"] == r.result["confusion"]
