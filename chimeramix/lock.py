@@ -2,16 +2,26 @@
 
 Two processes training in one folder would both append to metrics.jsonl and overwrite each other's checkpoints,
 so `runs.prepare` takes this lock before it looks at the folder and the run keeps it until it ends. The file
-records who holds it (pid, host, since when) so the refusal can say so; a lock left by a process that died
-(SIGKILL, power loss) is recognised on the same host and taken over. Nothing here imports torch, so a launcher
-(e.g. for Slurm) can use it cheaply.
+records who holds it (pid, host, since when, and the Slurm job id inside a Slurm job) so the refusal can say so.
+A lock whose holder is certainly gone is taken over:
+
+- on the same host: the pid is dead, was reused (another start time), or the machine rebooted since;
+- a Slurm job's lock seen from another node: `squeue` no longer lists the job, or lists it in a finished state
+  (COMPLETED, FAILED, CANCELLED, TIMEOUT, ...), or it is this very job after a requeue (a higher
+  SLURM_RESTART_COUNT: one job id runs one instance at a time);
+- otherwise (another host, no job id, or squeue missing or not answering) nothing is decided and the lock stands:
+  the refusal names the holder and says to delete the file once nothing uses it.
+
+Nothing here imports torch, so a launcher (chimeramix/launch.py) can use it cheaply.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
+import subprocess
 import time
 import uuid
 from dataclasses import dataclass
@@ -49,6 +59,34 @@ def _start_ticks(pid: int) -> int | None:
         return None
 
 
+# squeue states of a job whose processes are gone (the job may linger in squeue for MinJobAge after it ended)
+ENDED_STATES = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "PREEMPTED", "OUT_OF_MEMORY",
+                          "BOOT_FAIL", "DEADLINE", "REVOKED"})
+
+
+def slurm_job_state(job: str) -> str | None:
+    """The job's state as squeue reports it; 'GONE' when squeue no longer knows it; None when undecidable."""
+    exe = shutil.which("squeue")
+    if exe is None:
+        return None
+    try:
+        r = subprocess.run([exe, "-h", "-j", str(job), "-o", "%T"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if r.returncode != 0:
+        # a job that ended long ago is an invalid id to squeue; any other failure (controller down) decides nothing
+        return "GONE" if "invalid job id" in (r.stderr or "").lower() else None
+    states = [line.strip().split()[0] for line in r.stdout.splitlines() if line.strip()]
+    return states[0].upper() if states else "GONE"
+
+
+def _restart_count() -> int:
+    try:
+        return int(os.environ.get("SLURM_RESTART_COUNT", "0"))
+    except ValueError:
+        return 0
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -69,14 +107,22 @@ class Holder:
     boot: str | None = None
     start: int | None = None
     token: str = ""
+    job: str | None = None  # SLURM_JOB_ID of the holder, inside a Slurm job
+    restart: int = 0  # SLURM_RESTART_COUNT: a requeued job runs again under the same id
 
     def describe(self) -> str:
-        return f"pid {self.pid} on {self.host} since {self.since}"
+        job = f"Slurm job {self.job}, " if self.job else ""
+        return f"{job}pid {self.pid} on {self.host} since {self.since}"
 
     def dead(self) -> bool:
-        """Whether the holder has certainly gone: only decidable on this host."""
+        """Whether the holder has certainly gone (see the module's docstring for the rules)."""
         if self.host != socket.gethostname():
-            return False
+            if not self.job:
+                return False
+            if self.job == os.environ.get("SLURM_JOB_ID") and self.restart < _restart_count():
+                return True  # an earlier instance of this requeued job
+            state = slurm_job_state(self.job)
+            return state is not None and (state == "GONE" or state in ENDED_STATES)
         boot = _boot_id()
         if self.boot and boot and self.boot != boot:  # the machine restarted since: every pid of then is gone
             return True
@@ -98,7 +144,9 @@ def _parse(text: str | None) -> Holder | None:
         return None
     try:
         d = json.loads(text)
-        return Holder(int(d["pid"]), str(d["host"]), str(d["since"]), d.get("boot"), d.get("start"), str(d.get("token", "")))
+        job = d.get("job")
+        return Holder(int(d["pid"]), str(d["host"]), str(d["since"]), d.get("boot"), d.get("start"), str(d.get("token", "")),
+                      None if job in (None, "") else str(job), int(d.get("restart") or 0))
     except (ValueError, KeyError, TypeError):
         return None
 
@@ -134,7 +182,8 @@ class RunLock:
         self.folder = Path(folder)
         self.path = self.folder / LOCK_FILE
         self.holder = Holder(os.getpid(), socket.gethostname(), time.strftime("%Y-%m-%dT%H:%M:%S"), _boot_id(),
-                             _start_ticks(os.getpid()), uuid.uuid4().hex)
+                             _start_ticks(os.getpid()), uuid.uuid4().hex, os.environ.get("SLURM_JOB_ID") or None,
+                             _restart_count())
         self.held = False
 
     def _text(self) -> str:
@@ -157,8 +206,12 @@ class RunLock:
         if other is None and seen is not None and _age(self.path) < UNREADABLE_STALE_S:
             raise RunLocked(f"{self.folder} is being locked by another process right now: try again in a minute")
         if other is not None and not other.dead():
-            hint = "wait for it to finish or stop it" if other.host == socket.gethostname() else \
-                f"wait for it to finish; if nothing on {other.host} uses it any more, delete {self.path}"
+            if other.host == socket.gethostname():
+                hint = "wait for it to finish or stop it"
+            elif other.job:
+                hint = f"wait for it to finish or cancel it (scancel {other.job})"
+            else:
+                hint = f"wait for it to finish; if nothing on {other.host} uses it any more, delete {self.path}"
             raise RunLocked(f"{self.folder} is in use by {other.describe()}: {hint}")
         guard = self.folder / TAKEOVER_FILE
         if not _create_exclusive(guard, self._text()):
@@ -183,6 +236,7 @@ class RunLock:
             guard.unlink(missing_ok=True)
 
     def release(self) -> None:
+        """Give the folder back (only if the lock file is still this process's)."""
         if not self.held:
             return
         self.held = False
@@ -195,3 +249,14 @@ class RunLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def live_holder(folder: str | Path) -> Holder | None:
+    """Who holds `folder`'s lock now, if anyone still alive does (a launcher's check before it submits a job there)."""
+    path = Path(folder) / LOCK_FILE
+    text = _read_text(path)
+    holder = _parse(text)
+    if holder is None:
+        # an unreadable lock is being written right now, or its writer died long ago
+        return Holder(-1, "?", "now") if text is not None and _age(path) < UNREADABLE_STALE_S else None
+    return None if holder.dead() else holder
