@@ -100,14 +100,15 @@ class _Relay(Progress):
     """A worker process's progress, sent to the parent that owns the terminal (at most ~2 updates a second)."""
 
     def __init__(self, q, prefix: str):
-        self.q, self.prefix, self.last = q, prefix, {}
+        self.q, self.prefix, self.last, self.total = q, prefix, {}, {}
 
     def start(self, task, total, completed=0):
+        self.total[task] = total
         self.q.put(("start", self.prefix + task, total, completed))
 
     def update(self, task, completed, metrics=None):
         now = time.monotonic()
-        if now - self.last.get(task, 0.0) >= 0.5:
+        if now - self.last.get(task, 0.0) >= 0.5 or completed >= self.total.get(task, 0):  # the last one always
             self.last[task] = now
             self.q.put(("update", self.prefix + task, completed, metrics))
 
