@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -183,6 +185,10 @@ def run_job(kind: str, options: dict, root: str, force: bool = False, progress_f
     cpus = os.environ.get("SLURM_CPUS_PER_TASK")
     if cpus and cpus.isdigit():  # the cores Slurm gave this job, not every core of the node
         torch.set_num_threads(int(cpus))
+    if hasattr(signal, "SIGUSR2") and threading.current_thread() is threading.main_thread():
+        # submitit's warning before the time limit (or a preemption) would end the job wherever it is; as SIGTERM
+        # the training loop stops after its step and saves a checkpoint, which the next submission resumes
+        signal.signal(signal.SIGUSR2, lambda signum, frame: os.kill(os.getpid(), signal.SIGTERM))
     progress = progress_factory() if progress_factory else SILENT
     enter = getattr(progress, "__enter__", None)
     if enter:
@@ -221,6 +227,19 @@ def make_executor(launcher: str, job: Job, slurm: SlurmOptions, after: list[str]
     n = min(slurm.gpus_per_job, len(gpus)) if gpus else slurm.gpus_per_job
     ex.update_parameters(timeout_min=slurm_minutes(slurm.time), gpus_per_node=n, visible_gpus=gpus)
     return ex
+
+
+_RAISED = re.compile(r"^(?:[A-Za-z_][\w]*\.)*([A-Za-z_]\w*): (.+)$")
+
+
+def job_error(e: BaseException) -> str:
+    """The job's own exception line out of the traceback submitit hands back, without its module path."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    for line in reversed(lines):
+        m = _RAISED.match(line)
+        if m and not line.startswith(("File ", "- ")):
+            return m.group(2) if m.group(1) in ("ChimeraMixError", "RunInterrupted", "RunLocked") else f"{m.group(1)}: {m.group(2)}"
+    return lines[-1] if lines else type(e).__name__
 
 
 def _peek(run_dir: str) -> tuple[int, int] | None:
@@ -337,8 +356,7 @@ def launch(jobs: list[Job], launcher: str = "slurm", *, slurm: SlurmOptions | No
                 res.run_dirs[d] = sub.result()
                 finish(d, True)
             except Exception as e:  # the job's own error (e.g. a ChimeraMixError), as submitit hands it back
-                lines = [ln for ln in str(e).strip().splitlines() if ln.strip()]
-                finish(d, False, f"{lines[-1] if lines else type(e).__name__} (log: {sub.paths.stderr})")
+                finish(d, False, f"{job_error(e)} (log: {sub.paths.stderr})")
         for d in list(held):
             if live_holder(d) is None:
                 del held[d]

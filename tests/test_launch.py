@@ -123,6 +123,46 @@ def test_resubmission_after_a_killed_job_resumes_it(folder, tmp_path):
     assert json.loads((Path(job.run_dir) / "result.json").read_text())["accuracy"] == plain.accuracy
 
 
+def test_a_job_stopped_by_sigterm_saves_a_checkpoint_and_the_next_launch_resumes_it(folder, tmp_path):
+    """What scancel or a scheduler's stop does: SIGTERM to the job (the local executor forwards it to the task)."""
+    import signal
+
+    class Scancel(Log):  # the driver's progress shows the run's steps; past step 3 the job gets SIGTERM, once
+        def __init__(self):
+            super().__init__()
+            self.job, self.sent = None, None
+
+        def message(self, text):
+            super().message(text)
+            if text.startswith("submitted "):
+                self.job = int(text.rsplit(" ", 1)[1])
+
+        def update(self, task, completed, metrics=None):
+            if self.sent is None and completed >= 3:
+                self.sent = completed
+                os.kill(self.job, signal.SIGTERM)
+
+    root = tmp_path / "jobs"
+    common = {"data": folder, "spc": 2, "preset": "fast", "device": "cpu"}
+    (job,) = build_graph([0], expand_methods("none", []), {}, {**common, **CLF, "steps": 80}, root)
+    log = Scancel()
+    res = launch([job], "submitit-local", root=str(root), progress=log, poll_s=0.1)
+    info = json.loads((Path(job.run_dir) / "run.json").read_text())
+    assert log.sent is not None and list(res.failed) == [job.run_dir], (log.lines, info)
+    assert "terminated (SIGTERM) at step" in res.failed[job.run_dir]
+    stopped = info["step"]
+    assert info["status"] == "running" and log.sent <= stopped < 80 and info["checkpoint_step"] == stopped
+    assert not (Path(job.run_dir) / "run.lock").exists()  # released on the way out
+
+    again = launch([job], "submitit-local", root=str(root), poll_s=0.1)
+    assert not again.failed and list(again.submitted) == [job.run_dir]
+    from chimeramix.config import ClassifierConfig, make_config
+    from chimeramix.train.classifier import fit_classifier
+
+    plain = fit_classifier(make_config(ClassifierConfig, **job.options), root=str(tmp_path / "plain"))
+    assert (Path(job.run_dir) / "metrics.jsonl").read_text() == (plain.run_dir / "metrics.jsonl").read_text()
+
+
 HOLDER = """
 import os, sys, time
 sys.path.insert(0, sys.argv[1])
