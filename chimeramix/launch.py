@@ -307,74 +307,80 @@ def launch(jobs: list[Job], launcher: str = "slurm", *, slurm: SlurmOptions | No
         done = sum(s in ("done", "failed") for s in state.values())
         progress.message(f"{'finished' if ok else 'stopped'} {Path(d).name} ({done}/{len(jobs)})")
 
-    while True:
-        for j in jobs:
-            d = j.run_dir
-            if state[d] != "todo":
-                continue
-            dep = j.after
-            if dep is not None and dep in state:
-                if state[dep] == "failed":
-                    finish(d, False, f"its generator run {Path(dep).name} failed")
+    try:
+        while True:
+            for j in jobs:
+                d = j.run_dir
+                if state[d] != "todo":
                     continue
-                ready = state[dep] == "done" or (launcher == "slurm" and dep in ids)
-                if not ready:
+                dep = j.after
+                if dep is not None and dep in state:
+                    if state[dep] == "failed":
+                        finish(d, False, f"its generator run {Path(dep).name} failed")
+                        continue
+                    ready = state[dep] == "done" or (launcher == "slurm" and dep in ids)
+                    if not ready:
+                        continue
+                holder = live_holder(d)
+                if holder is not None:
+                    state[d], held[d] = "held", holder
+                    if holder.job:
+                        ids[d] = holder.job
+                    progress.message(f"{Path(d).name} is in use by {holder.describe()}: not submitted again, waiting for it")
                     continue
-            holder = live_holder(d)
-            if holder is not None:
-                state[d], held[d] = "held", holder
-                if holder.job:
-                    ids[d] = holder.job
-                progress.message(f"{Path(d).name} is in use by {holder.describe()}: not submitted again, waiting for it")
-                continue
-            if launcher != "slurm" and len(running) >= parallel:
-                break
-            after = [ids[dep]] if dep is not None and launcher == "slurm" and state.get(dep) != "done" and dep in ids else []
-            slot = None
-            if launcher == "slurm" and slurm.array_parallelism:
-                slot, slots = slots % slurm.array_parallelism, slots + 1
-            ex = make_executor(launcher, j, slurm, after, slot)
-            try:
-                sub = ex.submit(run_job, j.kind, j.options, str(root), force, job_progress)
-            except Exception as e:  # sbatch refused (bad partition, account, ...): say so, go on with the rest
-                finish(d, False, f"submission failed: {str(e).strip().splitlines()[-1] if str(e).strip() else e}")
-                continue
-            state[d], running[d] = "running", sub
-            res.submitted[d] = str(sub.job_id)
-            if launcher == "slurm":
-                ids[d] = str(sub.job_id)
-            progress.message(f"submitted {j.name} as job {sub.job_id}" + (f" after job {after[0]}" if after else ""))
+                if launcher != "slurm" and len(running) >= parallel:
+                    break
+                after = [ids[dep]] if dep is not None and launcher == "slurm" and state.get(dep) != "done" and dep in ids else []
+                slot = None
+                if launcher == "slurm" and slurm.array_parallelism:
+                    slot, slots = slots % slurm.array_parallelism, slots + 1
+                ex = make_executor(launcher, j, slurm, after, slot)
+                try:
+                    sub = ex.submit(run_job, j.kind, j.options, str(root), force, job_progress)
+                except Exception as e:  # sbatch refused (bad partition, account, ...): say so, go on with the rest
+                    finish(d, False, f"submission failed: {str(e).strip().splitlines()[-1] if str(e).strip() else e}")
+                    continue
+                state[d], running[d] = "running", sub
+                res.submitted[d] = str(sub.job_id)
+                if launcher == "slurm":
+                    ids[d] = str(sub.job_id)
+                progress.message(f"submitted {j.name} as job {sub.job_id}" + (f" after job {after[0]}" if after else ""))
 
-        if not wait and all(s != "todo" for s in state.values()):
-            res.pending = [d for d, s in state.items() if s in ("running", "held")]
-            break
-        for d, sub in list(running.items()):
-            if not sub.done():
-                continue
-            del running[d]
-            try:
-                res.run_dirs[d] = sub.result()
-                finish(d, True)
-            except Exception as e:  # the job's own error (e.g. a ChimeraMixError), as submitit hands it back
-                finish(d, False, f"{job_error(e)} (log: {sub.paths.stderr})")
-        for d in list(held):
-            if live_holder(d) is None:
-                del held[d]
-                ids.pop(d, None)
-                if is_finished(by_dir[d]):
-                    res.run_dirs[d] = d
+            if not wait and all(s != "todo" for s in state.values()):
+                res.pending = [d for d, s in state.items() if s in ("running", "held")]
+                break
+            for d, sub in list(running.items()):
+                if not sub.done():
+                    continue
+                del running[d]
+                try:
+                    res.run_dirs[d] = sub.result()
                     finish(d, True)
-                else:  # its holder stopped before the end: this launch resumes it
-                    state[d] = "todo"
-        if all(s in ("done", "failed") for s in state.values()):
-            break
-        for d in list(running) + list(held):
-            seen = _peek(d)
-            if seen is not None:
-                name = Path(d).name
-                if d not in shown:
-                    shown.add(d)
-                    progress.start(name, seen[1])
-                progress.update(name, seen[0])
-        time.sleep(poll_s)
+                except Exception as e:  # the job's own error (e.g. a ChimeraMixError), as submitit hands it back
+                    finish(d, False, f"{job_error(e)} (log: {sub.paths.stderr})")
+            for d in list(held):
+                if live_holder(d) is None:
+                    del held[d]
+                    ids.pop(d, None)
+                    if is_finished(by_dir[d]):
+                        res.run_dirs[d] = d
+                        finish(d, True)
+                    else:  # its holder stopped before the end: this launch resumes it
+                        state[d] = "todo"
+            if all(s in ("done", "failed") for s in state.values()):
+                break
+            for d in list(running) + list(held):
+                seen = _peek(d)
+                if seen is not None:
+                    name = Path(d).name
+                    if d not in shown:
+                        shown.add(d)
+                        progress.start(name, seen[1])
+                    progress.update(name, seen[0])
+            time.sleep(poll_s)
+    except KeyboardInterrupt:
+        if launcher != "slurm":  # local jobs are this machine's processes: Ctrl-C stops them too (each saves its state)
+            for sub in running.values():
+                sub.cancel(check=False)
+        raise
     return res
