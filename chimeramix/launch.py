@@ -25,7 +25,7 @@ from typing import Callable
 from .config import RUNTIME_FIELDS, ClassifierConfig, GeneratorConfig, make_config, to_dict
 from .errors import ChimeraMixError
 from .fileio import read_json
-from .lock import live_holder
+from .lock import RunLocked, live_holder
 from .progress import SILENT, Progress
 from .runs import LOG_DIR, METRICS_FILE, RUN_FILE
 
@@ -175,8 +175,13 @@ def is_finished(job: Job) -> bool:
     return all(have.get(k) == v for k, v in want.items() if v not in (None, {}, []) and k not in RUNTIME_FIELDS)
 
 
-def run_job(kind: str, options: dict, root: str, force: bool = False, progress_factory: Callable | None = None) -> str:
-    """The body of one job: train, resume or reuse one run; returns its folder."""
+def run_job(kind: str, options: dict, root: str, force: bool = False, progress_factory: Callable | None = None,
+            poll_s: float = 30.0) -> str:
+    """The body of one job: train, resume or reuse one run; returns its folder.
+
+    A folder another live process or job holds (a second submission of the same grid) is waited for, then
+    reused or resumed: a duplicate job costs its wait, and never trains the run a second time.
+    """
     import torch
 
     from .train.classifier import fit_classifier
@@ -194,10 +199,21 @@ def run_job(kind: str, options: dict, root: str, force: bool = False, progress_f
     if enter:
         enter()
     try:
-        if kind == "generator":
-            r = fit_generator(make_config(GeneratorConfig, **options), resume="auto", force=force, progress=progress, root=root)
-        else:
-            r = fit_classifier(make_config(ClassifierConfig, **options), resume="auto", force=force, progress=progress, root=root)
+        while True:
+            try:
+                if kind == "generator":
+                    r = fit_generator(make_config(GeneratorConfig, **options), resume="auto", force=force, progress=progress,
+                                      root=root)
+                else:
+                    r = fit_classifier(make_config(ClassifierConfig, **options), resume="auto", force=force, progress=progress,
+                                       root=root)
+                break
+            except RunLocked as e:
+                progress.message(f"{e}: waiting for it")
+                time.sleep(poll_s)
+                while e.folder is not None and live_holder(e.folder) is not None:
+                    time.sleep(poll_s)
+                force = False  # what the holder finished is this job's result now
     finally:
         if enter:
             progress.__exit__(None, None, None)

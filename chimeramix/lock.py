@@ -40,7 +40,9 @@ UNREADABLE_STALE_S = 60.0
 
 
 class RunLocked(ChimeraMixError):
-    """Another process holds the run folder."""
+    """Another process holds the run folder (`folder`)."""
+
+    folder: Path | None = None
 
 
 def _boot_id() -> str | None:
@@ -195,6 +197,9 @@ class RunLock:
                 self.held = True
                 return self
             self._take_over_if_stale()
+        except RunLocked as e:
+            e.folder = self.folder
+            raise
         except OSError as e:
             raise ChimeraMixError(f"cannot write to {self.folder} ({e.strerror}): choose a writable --out") from None
         self.held = True

@@ -203,6 +203,39 @@ def test_a_folder_in_use_is_not_submitted_again_but_waited_for(folder, tmp_path)
     assert steps == [1, 2, 3, 4, 5, 6]  # trained once
 
 
+def test_a_duplicate_job_waits_for_the_holder_then_takes_the_folder_as_it_was_left(folder, tmp_path):
+    """Two submissions of one grid: the second job of a folder waits for the holder, then goes on from what it left
+    (here an empty folder, so it trains the run, once; a finished run would be reused, an unfinished one resumed)."""
+    import signal
+
+    from chimeramix.launch import run_job
+
+    root = tmp_path / "jobs"
+    (job,) = graph(folder, root, "none")
+    Path(job.run_dir).mkdir(parents=True)
+    go = tmp_path / "go"
+    other = subprocess.Popen([sys.executable, "-c", HOLDER, str(ROOT), job.run_dir, str(go)], stdout=subprocess.PIPE, text=True)
+    old = signal.getsignal(signal.SIGUSR2)
+    seen = []
+
+    class Waiting(Progress):
+        def message(self, text):
+            seen.append(text)
+            go.write_text("")  # the holder lets go once the job said it waits
+
+    try:
+        assert other.stdout.readline().strip() == "held"
+        out = run_job(job.kind, job.options, str(root), progress_factory=Waiting, poll_s=0.2)
+    finally:
+        signal.signal(signal.SIGUSR2, old)
+        go.write_text("")
+        other.wait(timeout=30)
+    assert out == job.run_dir
+    assert seen[0].endswith(": waiting for it") and f"in use by pid {other.pid}" in seen[0]
+    steps = [json.loads(ln)["step"] for ln in (Path(job.run_dir) / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4, 5, 6]
+
+
 FAKE_SBATCH = """#!/bin/sh
 n=$(cat "{counter}" 2>/dev/null || echo 100)
 n=$((n + 1))
