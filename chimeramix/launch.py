@@ -7,7 +7,7 @@ classifier job waits for its generator job through an `afterok` dependency, so t
 waves; submitit's local executor knows no dependencies, so there a classifier job is submitted once its
 generator job has succeeded. Every job trains with resume="auto": a resubmission skips finished runs and resumes
 unfinished ones, and the run folder's lock (chimeramix/lock.py) keeps two jobs out of one folder. The scheduler's
-files and each job's log land in `<run folder>/logs/<job id>/`.
+files and each job's log land in `<run folder>/logs/` (`<job id>_0_log.out`, `.err`).
 """
 
 from __future__ import annotations
@@ -228,7 +228,7 @@ def _visible_gpus() -> tuple[int, ...]:
 def make_executor(launcher: str, job: Job, slurm: SlurmOptions, after: list[str], slot: int | None):
     """The submitit executor of one job, its folder in the job's run folder (logs included)."""
     submitit = require_submitit()
-    folder = Path(job.run_dir) / LOG_DIR / "%j"
+    folder = Path(job.run_dir) / LOG_DIR  # submitit names each job's files by its id: <id>_0_log.out, ...
     if launcher == "slurm":
         try:
             ex = submitit.SlurmExecutor(folder=folder)

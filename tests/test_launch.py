@@ -73,7 +73,8 @@ def test_local_executor_runs_the_graph_like_a_plain_experiment(folder, tmp_path)
     ran = sorted(res.generator_runs + [r["run_dir"] for r in res.results])
     assert sorted(res.submitted) == ran and len(ran) == 3
     for d, job_id in res.submitted.items():
-        assert (Path(d) / "logs" / job_id / f"{job_id}_0_log.out").is_file()
+        assert (Path(d) / "logs" / f"{job_id}_0_log.out").is_file()
+        assert {p.name.split("_")[0] for p in (Path(d) / "logs").iterdir()} == {job_id}
         assert json.loads((Path(d) / "run.json").read_text())["status"] == "finished"
     # the classifier that needs the generator was submitted only after the generator job finished
     gen, clf = "gen-data-spc2-seed0-grid-fast", "clf-data-spc2-seed0-chimeramix-grid-fast"
@@ -277,7 +278,7 @@ def test_slurm_scripts_carry_the_resources_and_afterok_dependencies(folder, tmp_
                      "--nodes=1", "--ntasks-per-node=1"):
             assert f"#SBATCH {flag}\n" in text, (flag, text)
         run_dir = next(d for d, i in res.submitted.items() if i == job_id)
-        assert f"#SBATCH --output={Path(run_dir).absolute()}/logs/%j/%j_0_log.out" in text  # logs in the run folder
+        assert f"#SBATCH --output={Path(run_dir).absolute()}/logs/%j_0_log.out" in text  # logs in the run folder
     assert "--dependency" not in sb["101"] and "--dependency" not in sb["102"]  # baseline and generator start at once
     assert "#SBATCH --dependency=afterok:102\n" in sb["103"]  # the ChimeraMix classifier waits for its generator
     assert "#SBATCH --kill-on-invalid-dep=yes\n" in sb["103"]

@@ -65,7 +65,7 @@ def test_cli_sweep_on_the_local_job_graph(two_sets, tmp_path, monkeypatch):
     assert r.exit_code == 0, r.output
     assert "a spc 2" in r.stdout and "Baseline" in r.stdout
     assert (tmp_path / "res" / "a-spc2.md").is_file() and (tmp_path / "res" / "table1.md").is_file()
-    logs = list((tmp_path / "checkpoints").glob("clf-a-spc2-*/logs/*/*_log.err"))
+    logs = list((tmp_path / "checkpoints").glob("clf-a-spc2-*/logs/*_log.err"))
     assert len(logs) == 1 and "classifier 4/4 (100%)" in logs[0].read_text()  # the job's progress is in its log
 
 
