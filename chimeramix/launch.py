@@ -176,7 +176,7 @@ def is_finished(job: Job) -> bool:
 
 
 def run_job(kind: str, options: dict, root: str, force: bool = False, progress_factory: Callable | None = None,
-            poll_s: float = 30.0) -> str:
+            poll_s: float = 30.0, threads: int | None = None) -> str:
     """The body of one job: train, resume or reuse one run; returns its folder.
 
     A folder another live process or job holds (a second submission of the same grid) is waited for, then
@@ -190,6 +190,8 @@ def run_job(kind: str, options: dict, root: str, force: bool = False, progress_f
     cpus = os.environ.get("SLURM_CPUS_PER_TASK")
     if cpus and cpus.isdigit():  # the cores Slurm gave this job, not every core of the node
         torch.set_num_threads(int(cpus))
+    elif threads and not os.environ.get("OMP_NUM_THREADS"):  # local jobs at once share the cores
+        torch.set_num_threads(threads)
     if hasattr(signal, "SIGUSR2") and threading.current_thread() is threading.main_thread():
         # submitit's warning before the time limit (or a preemption) would end the job wherever it is; as SIGTERM
         # the training loop stops after its step and saves a checkpoint, which the next submission resumes
@@ -292,6 +294,8 @@ def launch(jobs: list[Job], launcher: str = "slurm", *, slurm: SlurmOptions | No
     """
     if launcher not in ("slurm", "submitit-local"):
         raise ChimeraMixError(f"unknown launcher '{launcher}': choose one of {', '.join(LAUNCHERS)}")
+    if isinstance(parallel, bool) or not isinstance(parallel, int) or parallel < 1:
+        raise ChimeraMixError(f"--jobs must be a whole number of at least 1 (got {parallel})")
     slurm = slurm or SlurmOptions()
     slurm.check()
     require_submitit()
@@ -312,6 +316,7 @@ def launch(jobs: list[Job], launcher: str = "slurm", *, slurm: SlurmOptions | No
     if res.reused:
         progress.message(f"{len(res.reused)} of {len(jobs)} runs finished already: not submitted again")
     slots = 0
+    threads = None if launcher == "slurm" else max(1, (os.cpu_count() or 1) // max(1, parallel))
 
     def finish(d: str, ok: bool, why: str = "") -> None:
         state[d] = "done" if ok else "failed"
@@ -352,7 +357,7 @@ def launch(jobs: list[Job], launcher: str = "slurm", *, slurm: SlurmOptions | No
                     slot, slots = slots % slurm.array_parallelism, slots + 1
                 ex = make_executor(launcher, j, slurm, after, slot)
                 try:
-                    sub = ex.submit(run_job, j.kind, j.options, str(root), force, job_progress)
+                    sub = ex.submit(run_job, j.kind, j.options, str(root), force, job_progress, 30.0, threads)
                 except Exception as e:  # sbatch refused (bad partition, account, ...): say so, go on with the rest
                     finish(d, False, f"submission failed: {str(e).strip().splitlines()[-1] if str(e).strip() else e}")
                     continue
