@@ -9,7 +9,10 @@ A lock whose holder is certainly gone is taken over:
 - a Slurm job's lock seen from another node: `squeue` no longer lists the job, or lists it in a finished state
   (COMPLETED, FAILED, CANCELLED, TIMEOUT, ...), or it is this very job after a requeue (a higher
   SLURM_RESTART_COUNT: one job id runs one instance at a time);
-- otherwise (another host, no job id, or squeue missing or not answering) nothing is decided and the lock stands:
+- otherwise (another host, no job id, or squeue missing or not answering): only if $CHIMERAMIX_LOCK_STALE_MINUTES
+  is set and the lock file's heartbeat is older than that. A held lock's file is touched every minute
+  (HEARTBEAT_S), so its age says when its holder was last alive; choose minutes well above one, for the
+  clock skew between hosts and for a paused (SIGSTOP, suspended) holder. Unset (the default), the lock stands:
   the refusal names the holder and says to delete the file once nothing uses it.
 
 Nothing here imports torch, so a launcher (chimeramix/launch.py) can use it cheaply.
@@ -22,6 +25,7 @@ import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -37,6 +41,17 @@ TAKEOVER_FILE = "run.lock.takeover"
 TAKEOVER_STALE_S = 10.0
 # A lock file is written right after it is created; one still unreadable after this long lost its writer.
 UNREADABLE_STALE_S = 60.0
+# A held lock's file is touched this often (its mtime is the holder's heartbeat).
+HEARTBEAT_S = 60.0
+STALE_ENV = "CHIMERAMIX_LOCK_STALE_MINUTES"
+
+
+def _stale_after_s() -> float | None:
+    try:
+        minutes = float(os.environ.get(STALE_ENV, ""))
+    except ValueError:
+        return None
+    return minutes * 60 if minutes > 0 else None
 
 
 class RunLocked(ChimeraMixError):
@@ -116,15 +131,18 @@ class Holder:
         job = f"Slurm job {self.job}, " if self.job else ""
         return f"{job}pid {self.pid} on {self.host} since {self.since}"
 
-    def dead(self) -> bool:
-        """Whether the holder has certainly gone (see the module's docstring for the rules)."""
+    def dead(self, heartbeat_age: float | None = None) -> bool:
+        """Whether the holder has gone (see the module's docstring for the rules); `heartbeat_age`: seconds since
+        the lock file was last touched, for holders nothing else can decide on."""
         if self.host != socket.gethostname():
-            if not self.job:
-                return False
-            if self.job == os.environ.get("SLURM_JOB_ID") and self.restart < _restart_count():
-                return True  # an earlier instance of this requeued job
-            state = slurm_job_state(self.job)
-            return state is not None and (state == "GONE" or state in ENDED_STATES)
+            if self.job:
+                if self.job == os.environ.get("SLURM_JOB_ID") and self.restart < _restart_count():
+                    return True  # an earlier instance of this requeued job
+                state = slurm_job_state(self.job)
+                if state is not None:
+                    return state == "GONE" or state in ENDED_STATES
+            limit = _stale_after_s()
+            return limit is not None and heartbeat_age is not None and heartbeat_age > limit
         boot = _boot_id()
         if self.boot and boot and self.boot != boot:  # the machine restarted since: every pid of then is gone
             return True
@@ -187,6 +205,23 @@ class RunLock:
                              _start_ticks(os.getpid()), uuid.uuid4().hex, os.environ.get("SLURM_JOB_ID") or None,
                              _restart_count())
         self.held = False
+        self._stop = threading.Event()
+
+    def _heartbeat(self) -> None:
+        while not self._stop.wait(HEARTBEAT_S):
+            try:
+                mine = _parse(_read_text(self.path))
+                if mine is None or mine.token != self.holder.token:
+                    return
+                os.utime(self.path)
+            except OSError:
+                return
+
+    def _held(self) -> "RunLock":
+        self.held = True
+        self._stop.clear()
+        threading.Thread(target=self._heartbeat, name=f"heartbeat {self.path}", daemon=True).start()
+        return self
 
     def _text(self) -> str:
         return json.dumps(self.holder.__dict__) + "\n"
@@ -194,23 +229,21 @@ class RunLock:
     def acquire(self) -> "RunLock":
         try:
             if _create_exclusive(self.path, self._text()):
-                self.held = True
-                return self
+                return self._held()
             self._take_over_if_stale()
         except RunLocked as e:
             e.folder = self.folder
             raise
         except OSError as e:
             raise ChimeraMixError(f"cannot write to {self.folder} ({e.strerror}): choose a writable --out") from None
-        self.held = True
-        return self
+        return self._held()
 
     def _take_over_if_stale(self) -> None:
         seen = _read_text(self.path)
         other = _parse(seen)
         if other is None and seen is not None and _age(self.path) < UNREADABLE_STALE_S:
             raise RunLocked(f"{self.folder} is being locked by another process right now: try again in a minute")
-        if other is not None and not other.dead():
+        if other is not None and not other.dead(_age(self.path)):
             if other.host == socket.gethostname():
                 hint = "wait for it to finish or stop it"
             elif other.job:
@@ -245,6 +278,7 @@ class RunLock:
         if not self.held:
             return
         self.held = False
+        self._stop.set()
         mine = _parse(_read_text(self.path))
         if mine is not None and mine.token == self.holder.token:  # never delete a lock another process took
             self.path.unlink(missing_ok=True)
@@ -264,4 +298,4 @@ def live_holder(folder: str | Path) -> Holder | None:
     if holder is None:
         # an unreadable lock is being written right now, or its writer died long ago
         return Holder(-1, "?", "now") if text is not None and _age(path) < UNREADABLE_STALE_S else None
-    return None if holder.dead() else holder
+    return None if holder.dead(_age(path)) else holder

@@ -106,7 +106,7 @@ def test_seed_and_method_parsing():
 
 def test_help_documents_every_option_with_its_default(monkeypatch):
     monkeypatch.setenv("COLUMNS", "250")  # rich reads the width from the environment; long option names stay whole
-    for cmd in ("fit-generator", "fit-classifier", "experiment", "report", "datasets", "methods"):
+    for cmd in ("fit-generator", "fit-classifier", "experiment", "sweep", "report", "datasets", "methods"):
         r = runner.invoke(app, [cmd, "--help"], terminal_width=200)
         assert r.exit_code == 0
     r = runner.invoke(app, ["fit-generator", "--help"], terminal_width=200)

@@ -84,3 +84,35 @@ def test_a_requeued_job_takes_over_its_own_earlier_lock(tmp_path, squeue, monkey
     locked(tmp_path, {**OTHER, "restart": 0})
     with pytest.raises(RunLocked):
         RunLock(folder).acquire()
+
+
+def test_a_held_lock_beats_and_an_old_heartbeat_is_stale_only_when_asked(tmp_path, monkeypatch):
+    import time
+
+    from chimeramix import lock as L
+
+    monkeypatch.setattr(L, "HEARTBEAT_S", 0.05)
+    (tmp_path / "mine").mkdir()
+    with RunLock(tmp_path / "mine"):
+        path = tmp_path / "mine" / "run.lock"
+        os.utime(path, (time.time() - 3600, time.time() - 3600))
+        deadline = time.time() + 10
+        while time.time() - path.stat().st_mtime > 60 and time.time() < deadline:
+            time.sleep(0.05)
+        assert time.time() - path.stat().st_mtime < 60  # touched again by the heartbeat
+    assert not path.exists()
+
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # no squeue: nothing else can decide on another host's lock
+    noted = {"pid": 4321, "host": "login-2.cluster", "since": "2020-01-01T00:00:00"}
+    folder = locked(tmp_path, noted)
+    old = time.time() - 31 * 60
+    os.utime(folder / "run.lock", (old, old))
+    with pytest.raises(RunLocked, match="in use by pid 4321 on login-2.cluster"):
+        RunLock(folder).acquire()  # without the setting an old heartbeat decides nothing
+    monkeypatch.setenv("CHIMERAMIX_LOCK_STALE_MINUTES", "30")
+    assert live_holder(folder) is None
+    with RunLock(folder):
+        assert json.loads((folder / "run.lock").read_text())["pid"] == os.getpid()
+    folder = locked(tmp_path, {**noted, "job": "77"})  # fresh heartbeat: stands
+    with pytest.raises(RunLocked):
+        RunLock(folder).acquire()
