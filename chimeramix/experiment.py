@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import queue
+import shutil
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -61,6 +62,9 @@ def check_launcher(launcher: str, slurm) -> None:
     if launcher != "local":
         require_submitit()
         (slurm or SlurmOptions()).check()
+    if launcher == "slurm" and not (shutil.which("sbatch") and shutil.which("srun")):
+        raise ChimeraMixError("--launcher slurm needs Slurm's sbatch and srun, which this machine lacks: run it on the "
+                              "cluster's login node (or try the job graph here with --launcher submitit-local)")
 
 
 def check_plan(seeds, plan, gen_overrides: dict, clf_overrides: dict, jobs: int, out, launcher: str = "local", slurm=None) -> None:

@@ -311,6 +311,13 @@ def test_bad_slurm_options_are_refused_before_anything_is_made(folder, tmp_path,
     assert not (tmp_path / "jobs").exists()
 
 
+def test_slurm_launcher_off_a_cluster_says_where_to_run_it(folder, tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(ChimeraMixError, match="needs Slurm's sbatch and srun, which this machine lacks"):
+        run_experiment(folder, 2, [0], root=str(tmp_path / "jobs"), launcher="slurm", **KW)
+    assert not (tmp_path / "jobs").exists()
+
+
 def test_slurm_time_in_minutes():
     assert [slurm_minutes(t) for t in ("90", "90:30", "12:00:00", "1-00", "1-02:30", "2-00:00:30")] == \
         [90, 90.5, 720, 1440, 1590, 2880.5]
