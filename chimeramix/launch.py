@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .config import RUNTIME_FIELDS, ClassifierConfig, GeneratorConfig, make_config, to_dict
+from .config import RUNTIME_FIELDS, ClassifierConfig, GeneratorConfig, generator_run_config, make_config, to_dict
 from .errors import ChimeraMixError
 from .fileio import read_json
 from .lock import RunLocked, live_holder
@@ -170,7 +170,9 @@ def is_finished(job: Job) -> bool:
     if job.kind == "classifier" and not (folder / "result.json").is_file():
         return False
     cls = GeneratorConfig if job.kind == "generator" else ClassifierConfig
-    want = to_dict(make_config(cls, **job.options))
+    cfg = make_config(cls, **job.options)
+    # compared as the run stores its config (a generator leaves out parents=2), not as the dataclass holds it
+    want = generator_run_config(cfg) if job.kind == "generator" else to_dict(cfg)
     have = info.get("config", {})
     return all(have.get(k) == v for k, v in want.items() if v not in (None, {}, []) and k not in RUNTIME_FIELDS)
 
