@@ -13,15 +13,20 @@ MASK ?= seg
 DATA ?=
 METHODS ?=
 JOBS ?= 1
+# local (here), slurm (each run a Slurm job; needs submitit: pip install '.[slurm]') or submitit-local
+LAUNCHER ?= local
+SWEEP_DATASETS ?= cifair10,stl10
+SWEEP_SPC ?= 5,10,20
 EXTRA ?=
 
-.PHONY: setup test demo bench clean-venv help
+.PHONY: setup test demo bench sweep clean-venv help
 
 help:
 	@echo "make demo   - small end-to-end demo on the embedded digits (no download, CPU, < 10 min)"
 	@echo "make test   - the test suite"
 	@echo "make <dataset>-spc<N> - ChimeraMix vs baseline over seeds $(SEEDS), e.g. make cifair10-spc5 DATA=../shared/data/cifar10"
 	@echo "make compare-<dataset>-spc<N> - every comparison method over seeds $(SEEDS)"
+	@echo "make sweep  - the grid $(SWEEP_DATASETS) x spc $(SWEEP_SPC) x seeds $(SEEDS) in one command (LAUNCHER=slurm on a cluster)"
 	@echo "make bench  - speed benchmark on this machine's device"
 
 setup: $(STAMP)
@@ -58,12 +63,20 @@ result = $(if $(DATA),$(notdir $(patsubst %/,%,$(DATA)))-spc$(call spc_of,$(1)),
 $(EXPERIMENTS): %: $(STAMP)
 	$(BIN)/chimeramix experiment --data $(if $(DATA),$(DATA),$(word 1,$(subst -spc, ,$@))) \
 		--spc $(word 2,$(subst -spc, ,$@)) --seeds $(SEEDS) --preset $(PRESET) --device $(DEVICE) --mask $(MASK) \
-		--methods $(if $(METHODS),$(METHODS),none,chimeramix) --jobs $(JOBS) --out-prefix results/$(call result,$@) $(EXTRA)
+		--methods $(if $(METHODS),$(METHODS),none,chimeramix) --jobs $(JOBS) --launcher $(LAUNCHER) \
+		--out-prefix results/$(call result,$@) $(EXTRA)
 
 $(COMPARISONS): compare-%: $(STAMP)
 	$(BIN)/chimeramix experiment --data $(if $(DATA),$(DATA),$(word 1,$(subst -spc, ,$*))) \
 		--spc $(word 2,$(subst -spc, ,$*)) --seeds $(SEEDS) --preset $(PRESET) --device $(DEVICE) --mask both \
-		--methods $(if $(METHODS),$(METHODS),all) --jobs $(JOBS) --out-prefix results/compare-$(call result,$*) $(EXTRA)
+		--methods $(if $(METHODS),$(METHODS),all) --jobs $(JOBS) --launcher $(LAUNCHER) \
+		--out-prefix results/compare-$(call result,$*) $(EXTRA)
+
+# The paper's grid in one command: a table per (dataset, spc) and results/sweep/table1.md.
+sweep: $(STAMP)
+	$(BIN)/chimeramix sweep --datasets $(SWEEP_DATASETS) --spc $(SWEEP_SPC) --seeds $(SEEDS) --preset $(PRESET) \
+		--device $(DEVICE) --mask $(MASK) --methods $(if $(METHODS),$(METHODS),none,chimeramix) --jobs $(JOBS) \
+		--launcher $(LAUNCHER) --out results/sweep $(EXTRA)
 
 clean-venv:
 	rm -rf $(VENV)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import queue
+import shutil
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
@@ -51,10 +53,25 @@ def expand_methods(spec: str, masks: list[str]) -> list[tuple[str, str | None]]:
     return plan
 
 
-def check_plan(seeds, plan, gen_overrides: dict, clf_overrides: dict, jobs: int, out) -> None:
+def check_launcher(launcher: str, slurm) -> None:
+    """A launcher other than 'local' needs submitit and sound --slurm-* values; refused before anything runs."""
+    from .launch import LAUNCHERS, SlurmOptions, require_submitit
+
+    if launcher not in LAUNCHERS:
+        raise ChimeraMixError(f"unknown --launcher '{launcher}': choose one of {', '.join(LAUNCHERS)}")
+    if launcher != "local":
+        require_submitit()
+        (slurm or SlurmOptions()).check()
+    if launcher == "slurm" and not (shutil.which("sbatch") and shutil.which("srun")):
+        raise ChimeraMixError("--launcher slurm needs Slurm's sbatch and srun, which this machine lacks: run it on the "
+                              "cluster's login node (or try the job graph here with --launcher submitit-local)")
+
+
+def check_plan(seeds, plan, gen_overrides: dict, clf_overrides: dict, jobs: int, out, launcher: str = "local", slurm=None) -> None:
     """Refuse bad values before the first run trains: a bad classifier option must not wait for the generators."""
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ChimeraMixError(f"--jobs must be a whole number of at least 1 (got {jobs})")
+    check_launcher(launcher, slurm)
     for name, opts in (("--gen-steps", gen_overrides), ("--clf-steps", clf_overrides)):
         steps = opts.get("steps")
         if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
@@ -79,10 +96,41 @@ class ExperimentResult:
     charts: list[Path] = field(default_factory=list)
     summary_json: Path | None = None
     seconds: dict = field(default_factory=dict)
+    pending: list[str] = field(default_factory=list)  # jobs submitted and not waited for (--no-wait)
+    submitted: dict = field(default_factory=dict)  # run folder -> job id, for a launcher other than 'local'
+
+
+class _Relay(Progress):
+    """A worker process's progress, sent to the parent that owns the terminal (at most ~2 updates a second)."""
+
+    def __init__(self, q, prefix: str):
+        self.q, self.prefix, self.last, self.total = q, prefix, {}, {}
+
+    def start(self, task, total, completed=0):
+        self.total[task] = total
+        self.q.put(("start", self.prefix + task, total, completed))
+
+    def update(self, task, completed, metrics=None):
+        now = time.monotonic()
+        # the last one and every log point (losses) always: the loop reports each step's count in between
+        if metrics or now - self.last.get(task, 0.0) >= 0.5 or completed >= self.total.get(task, 0):
+            self.last[task] = now
+            self.q.put(("update", self.prefix + task, completed, metrics))
+
+    def end(self, task):
+        self.q.put(("end", self.prefix + task))
+
+    def message(self, text):
+        self.q.put(("message", self.prefix.strip() + ": " + text))
+
+
+def _replay(event: tuple, progress: Progress) -> None:
+    kind, *args = event
+    getattr(progress, kind)(*args)
 
 
 def _run_seed(seed: int, plan, gen_overrides: dict, clf_overrides: dict, root: str, force: bool, progress: Progress,
-              threads: int | None = None):
+              threads: int | None = None, relay=None):
     """Both stages for one seed; returns (generator run folders, classifier run folders, seconds per stage)."""
     import torch
 
@@ -91,6 +139,8 @@ def _run_seed(seed: int, plan, gen_overrides: dict, clf_overrides: dict, root: s
 
     if threads:  # parallel workers share the CPU cores instead of each claiming all of them
         torch.set_num_threads(threads)
+    if relay is not None:
+        progress = _Relay(relay, f"seed {seed} ")
 
     gens: dict[str, str] = {}
     clfs: list[str] = []
@@ -111,6 +161,14 @@ def _run_seed(seed: int, plan, gen_overrides: dict, clf_overrides: dict, root: s
     return list(gens.values()), clfs, secs
 
 
+def _drain(relay, progress: Progress) -> None:
+    while True:
+        try:
+            _replay(relay.get_nowait(), progress)
+        except queue.Empty:
+            return
+
+
 def run_experiment(
     data: str,
     spc: int,
@@ -128,15 +186,24 @@ def run_experiment(
     force: bool = False,
     progress: Progress = SILENT,
     title: str = "",
+    launcher: str = "local",
+    slurm=None,
+    wait_for_jobs: bool = True,
+    job_progress=None,
+    poll_s: float = 5.0,
 ) -> ExperimentResult:
-    """Run every (seed, method) pair and write <out>.md, <out>.csv and <out>.json; finished runs are reused."""
+    """Run every (seed, method) pair and write <out>.md, <out>.csv and <out>.json; finished runs are reused.
+
+    launcher 'local' trains here (`jobs` seeds in parallel processes); 'slurm' and 'submitit-local' make each
+    run one job of a graph (chimeramix/launch.py) with `slurm`'s resources (a `launch.SlurmOptions`).
+    """
     plan = expand_methods(methods, list(masks))
     common = {"data": data, "spc": spc, "preset": preset, "device": device}
     gen_overrides = {**common, **(gen_options or {})}
     clf_overrides = {**common, **(clf_options or {})}
     # Every setting (mask rules included) is checked before the first run trains: a typo must not cost a baseline.
-    check_plan(seeds, plan, gen_overrides, clf_overrides, jobs, out)
-    if preset == "paper":
+    check_plan(seeds, plan, gen_overrides, clf_overrides, jobs, out, launcher, slurm)
+    if preset == "paper" and launcher == "local":  # jobs elsewhere pick their own device
         from .data.device import resolve_device
 
         if resolve_device(device).type == "cpu":
@@ -145,7 +212,24 @@ def run_experiment(
     t0 = time.perf_counter()
     gen_runs, clf_runs = [], []
     secs = {"generator": 0.0, "classifier": 0.0}
-    if jobs <= 1:
+    submitted: dict = {}
+    if launcher != "local":
+        from .launch import build_graph, launch
+
+        graph = build_graph(seeds, plan, gen_overrides, clf_overrides, root)
+        done = launch(graph, launcher, slurm=slurm, root=root, parallel=jobs, force=force, wait=wait_for_jobs,
+                      progress=progress, job_progress=job_progress, poll_s=poll_s)
+        submitted = done.submitted
+        if done.failed:
+            first = next(iter(done.failed.items()))
+            raise ChimeraMixError(f"{len(done.failed)} of {len(graph)} runs failed, e.g. {first[0]}: {first[1]}")
+        if done.pending:
+            return ExperimentResult([], [], [], seconds={"wall": time.perf_counter() - t0}, pending=done.pending,
+                                    submitted=submitted)
+        gen_runs = [done.run_dirs[j.run_dir] for j in graph if j.kind == "generator"]
+        clf_runs = [done.run_dirs[j.run_dir] for j in graph if j.kind == "classifier"]
+        secs = {}  # the jobs' own times are in their logs
+    elif jobs <= 1:
         for seed in seeds:
             progress.message(f"seed {seed}: {', '.join(n + (f' ({m})' if m else '') for n, m in plan)}")
             g, c, s = _run_seed(seed, plan, gen_overrides, clf_overrides, str(root), force, progress)
@@ -155,22 +239,30 @@ def run_experiment(
                 secs[k] += s[k]
     else:
         # Seeds in parallel processes: one small-batch run cannot fill a large GPU (or all CPU cores).
+        # Each worker relays its progress hooks through a queue, so every running job keeps its own bar here.
         ctx = get_context("spawn")
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+        with ctx.Manager() as manager, ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+            relay = manager.Queue()
             threads = max(1, (os.cpu_count() or 1) // jobs)
-            futures = {pool.submit(_run_seed, s, plan, gen_overrides, clf_overrides, str(root), force, SILENT, threads): s
+            futures = {pool.submit(_run_seed, s, plan, gen_overrides, clf_overrides, str(root), force, SILENT, threads, relay): s
                        for s in seeds}
-            for fut in as_completed(futures):
-                g, c, s = fut.result()
-                progress.message(f"seed {futures[fut]} done")
-                gen_runs += g
-                clf_runs += c
-                for k in secs:
-                    secs[k] += s[k]
+            left = set(futures)
+            while left:
+                finished, left = wait(left, timeout=0.2, return_when=FIRST_COMPLETED)
+                _drain(relay, progress)
+                for fut in finished:
+                    g, c, s = fut.result()
+                    progress.message(f"seed {futures[fut]} done")
+                    gen_runs += g
+                    clf_runs += c
+                    for k in secs:
+                        secs[k] += s[k]
+            _drain(relay, progress)
     secs["wall"] = time.perf_counter() - t0
     results = load_results(clf_runs)
     tables = group_by_setting(results)
-    res = ExperimentResult([r for t in tables for r in t.rows], results, sorted(set(gen_runs)), tables, seconds=secs)
+    res = ExperimentResult([r for t in tables for r in t.rows], results, sorted(set(gen_runs)), tables, seconds=secs,
+                           submitted=submitted)
     if out:
         out = Path(out)
         res.table_md, res.table_csv, res.charts = write_tables(tables, out, title or f"{data}, {spc} samples per class, preset {preset}")

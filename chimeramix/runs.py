@@ -17,6 +17,9 @@ STATE_FILE = "state.safetensors"
 METRICS_FILE = "metrics.jsonl"
 SPLIT_FILE = "split.json"
 DEFAULT_ROOT = Path("checkpoints")
+# Where a launcher's job (chimeramix/launch.py) keeps its scheduler files and logs: made before the run starts,
+# kept when a run starts over (the job writing it is the one starting over).
+LOG_DIR = "logs"
 
 
 def versions() -> dict:
@@ -101,7 +104,7 @@ def read_run(path: str | Path, kind: str | None = None) -> dict:
 # that failed or was stopped before its first checkpoint leaves behind: nothing in it is worth keeping.
 OWN_FILES = frozenset({
     RUN_FILE, STATE_FILE, METRICS_FILE, SPLIT_FILE, LOCK_FILE, TAKEOVER_FILE, "generator.safetensors",
-    "classifier.safetensors", "samples.png", "losses.png", "confusion.png", "result.json", "report.md",
+    "classifier.safetensors", "samples.png", "losses.png", "confusion.png", "result.json", "report.md", LOG_DIR,
 })
 
 
@@ -111,10 +114,10 @@ def _ours(name: str) -> bool:
 
 
 def _clear(path: Path, everything: bool) -> None:
-    """Empty a run folder for a new start; the lock stays (this process holds it), and so do files that
-    chimeramix did not write unless `everything`."""
+    """Empty a run folder for a new start; the lock stays (this process holds it), the launcher's logs too (the
+    running job writes them), and so do files that chimeramix did not write unless `everything`."""
     for p in path.iterdir():
-        if p.name in (LOCK_FILE, TAKEOVER_FILE) or not (everything or _ours(p.name)):
+        if p.name in (LOCK_FILE, TAKEOVER_FILE, LOG_DIR) or not (everything or _ours(p.name)):
             continue
         if p.is_dir() and not p.is_symlink():
             shutil.rmtree(p)

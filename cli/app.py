@@ -21,6 +21,8 @@ from chimeramix import __version__
 from chimeramix.config import P_GENERATED, ClassifierConfig, DataOptions, GeneratorConfig, default_text
 from chimeramix.errors import ChimeraMixError
 
+from . import launch as L
+
 app = typer.Typer(
     name="chimeramix",
     help="ChimeraMix: learned compositional augmentation for image classification with few labelled images per class.",
@@ -86,7 +88,7 @@ def friendly(fn):
         except ChimeraMixError as e:
             if STATE["debug"]:
                 raise
-            err.print(f"[bold red]error:[/bold red] {e}", highlight=False, soft_wrap=True)
+            err.print(f"[bold red]error:[/bold red] {escape(str(e))}", highlight=False, soft_wrap=True)
             raise typer.Exit(e.exit_code)
         except OSError as e:
             # A full disk leaves every run folder consistent (atomic writes); only the message was missing.
@@ -422,7 +424,15 @@ def experiment(
     old_out: OldOut = None,
     gen_steps: Annotated[Optional[int], typer.Option(help="Override the generator's total steps. [default: preset's]")] = None,
     clf_steps: Annotated[Optional[int], typer.Option(help="Override the classifier's total steps. [default: preset's]")] = None,
-    jobs: Annotated[int, typer.Option(help="Seeds trained concurrently in separate processes.")] = 1,
+    jobs: Annotated[int, typer.Option(help="Seeds trained concurrently in separate processes (submitit-local: jobs at once).")] = 1,
+    launcher: L.Launcher = "local",
+    slurm_partition: L.SlurmPartition = None,
+    slurm_gpus_per_job: L.SlurmGpus = 1,
+    slurm_cpus_per_job: L.SlurmCpus = 4,
+    slurm_mem: L.SlurmMem = "16G",
+    slurm_time: L.SlurmTime = "12:00:00",
+    slurm_array_parallelism: L.SlurmParallel = 0,
+    wait: L.Wait = True,
     decoder_res_blocks: DecoderResBlocks = None,
     seg_mask: SegMask = None,
     grid_offset: GridOffset = None,
@@ -457,21 +467,26 @@ def experiment(
             root=checkpoints, gen_options={**common, "steps": gen_steps, "decoder_res_blocks": decoder_res_blocks,
                                                   "seg_mask": seg_mask, "grid_offset": grid_offset, "parents": parents},
             clf_options={**common, "steps": clf_steps},
-            jobs=jobs, force=force, progress=p, title=title,
+            jobs=jobs, force=force, progress=p, title=title, launcher=launcher, wait_for_jobs=wait, job_progress=L.job_progress,
+            slurm=L.slurm_options(slurm_partition, slurm_gpus_per_job, slurm_cpus_per_job, slurm_mem, slurm_time, slurm_array_parallelism),
         )
     if as_json:
         files = {"md": res.table_md, "csv": res.table_csv, "json": res.summary_json, "charts": res.charts}
         print(json.dumps({
             "table": [{"setting": t.name, **r.to_dict()} for t in res.tables for r in t.rows],
             "classifier_runs": [r.get("run_dir") for r in res.results], "generator_runs": res.generator_runs,
+            "pending": res.pending, "submitted": res.submitted,
             "seconds": res.seconds, "wrote": {k: (None if v is None else [str(x) for x in v] if isinstance(v, list) else str(v))
                                               for k, v in files.items()},
         }, indent=2, ensure_ascii=False))
         return
+    if res.pending:
+        return L.submitted_note(out, res.pending, res.submitted)
     for t in res.tables:
         _print_table(t, (title or f"{data}: {spc} per class, preset {preset} (test accuracy %)") if len(res.tables) == 1 else "")
     s = res.seconds
-    out.print(f"wall time {s['wall']:.0f} s (generators {s['generator']:.0f} s, classifiers {s['classifier']:.0f} s, summed over runs)")
+    parts = f" (generators {s['generator']:.0f} s, classifiers {s['classifier']:.0f} s, summed over runs)" if "generator" in s else ""
+    out.print(f"wall time {s['wall']:.0f} s{parts}")
     if res.generator_runs:
         out.print(escape(f"sample grid: {Path(res.generator_runs[0]) / 'samples.png'}"), highlight=False, soft_wrap=True)
     if res.table_md:
@@ -609,6 +624,10 @@ def methods_cmd():
 from .curate import curate_cmd  # noqa: E402  (its own file; wrapped here so it shares the error handling)
 
 app.command("curate")(friendly(curate_cmd))
+
+from .sweep import register as _register_sweep  # noqa: E402  (it needs friendly and _progress from above)
+
+_register_sweep(app, friendly=friendly, progress=_progress, console=out)
 
 
 def main():

@@ -36,7 +36,7 @@ class RichProgress(Hooks):
         self.live = console.is_terminal and not quiet
         fixed = dict(no_wrap=True)
         self.bars = Progress(
-            TextColumn("[bold]{task.description}", table_column=Column(width=10, **fixed)),
+            TextColumn("[bold]{task.description}", table_column=Column(min_width=10, **fixed)),  # wider for a job's run name
             BarColumn(bar_width=24),
             MofNCompleteColumn(table_column=Column(**fixed)),
             TimeElapsedColumn(table_column=Column(**fixed)),

@@ -164,7 +164,7 @@ def test_method_options_get_their_own_run_folder(tmp_path):
     again = fit_classifier(clf(method="mixup", steps=2, method_options={"alpha": 0.4}), root=tmp_path)
     assert again.run_dir == other.run_dir and again.already_finished  # the same options find their run again
     # the default replacement rate, however it is given, is no departure; another one is
-    from chimeramix.train.classifier import _named_options
+    from chimeramix.train.setup import named_options as _named_options
     from chimeramix.train.setup import options_tag
 
     assert options_tag(_named_options(clf(p_generated=0.5))) == options_tag(_named_options(clf())) == ""

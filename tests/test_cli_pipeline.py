@@ -141,7 +141,7 @@ def test_seed_and_method_parsing():
 
 def test_help_documents_every_option_with_its_default(monkeypatch):
     monkeypatch.setenv("COLUMNS", "250")  # rich reads the width from the environment; long option names stay whole
-    for cmd in ("fit-generator", "fit-classifier", "experiment", "report", "datasets", "methods"):
+    for cmd in ("fit-generator", "fit-classifier", "experiment", "sweep", "report", "datasets", "methods"):
         r = runner.invoke(app, [cmd, "--help"], terminal_width=200)
         assert r.exit_code == 0
     r = runner.invoke(app, ["fit-generator", "--help"], terminal_width=200)
@@ -173,7 +173,24 @@ def test_seeds_in_parallel_processes_match_sequential(folder, tmp_path):
         seq = run_experiment(str(folder), 2, [0, 1], root=tmp_path / "seq", **kw)
     finally:
         torch.set_num_threads(threads)
-    par = run_experiment(str(folder), 2, [0, 1], root=tmp_path / "par", jobs=2, **kw)
+    from chimeramix.progress import Progress
+
+    class Seen(Progress):
+        def __init__(self):
+            self.started, self.done = [], {}
+
+        def start(self, task, total, completed=0):
+            self.started.append(task)
+
+        def update(self, task, completed, metrics=None):
+            self.done[task] = completed
+
+    seen = Seen()
+    par = run_experiment(str(folder), 2, [0, 1], root=tmp_path / "par", jobs=2, progress=seen, **kw)
+    # every worker's stages reach the parent's progress, named by seed: one bar per running job
+    for seed in (0, 1):
+        assert {f"seed {seed} generator", f"seed {seed} classifier"} <= set(seen.started)
+        assert seen.done[f"seed {seed} generator"] == 2
     assert [(r.method, r.seeds) for r in seq.rows] == [(r.method, r.seeds) for r in par.rows]
     assert [r.accuracies for r in seq.rows] == [r.accuracies for r in par.rows]
 

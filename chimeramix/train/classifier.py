@@ -12,8 +12,7 @@ import torch
 from .. import checkpoint as ckpt
 from .. import masks as M
 from ..augment import CropFlip, normalize
-from ..config import (P_GENERATED, ClassifierConfig, check_config, generator_parents, method_name, replacement_rate,
-                      resolve_classifier, to_dict)
+from ..config import ClassifierConfig, check_config, generator_parents, method_name, resolve_classifier, to_dict
 from ..data.device import DeviceData
 from ..data.imageset import ImageSet
 from ..errors import ChimeraMixError
@@ -26,7 +25,7 @@ from ..report import classification_metrics, run_markdown
 from ..speed import SpeedOptions
 from .generator import load_generator
 from .loop import TrainState
-from .setup import options_tag, prepare_data, seeded_generator, variant_label, variant_suffix
+from .setup import named_options, options_tag, prepare_data, seeded_generator, variant_label, variant_suffix
 from .stage import open_stage
 
 WEIGHTS_FILE = "classifier.safetensors"
@@ -145,16 +144,6 @@ def _method_options(cfg: ClassifierConfig, gen_cfg: dict | None, image_size: int
     return opts, context
 
 
-def _named_options(cfg: ClassifierConfig) -> dict:
-    """What the user chose for the method (its -o options and a replacement rate other than the default)."""
-    opts = dict(cfg.method_options)
-    opts.pop("p_generated", None)
-    p = replacement_rate(cfg)
-    if p != P_GENERATED:
-        opts["p_generated"] = p
-    return opts
-
-
 def fit_classifier(cfg: ClassifierConfig, *, resume: bool | str = False, force: bool = False, progress: Progress = SILENT,
                    root: str | Path = "checkpoints") -> ClassifierResult:
     """Train, then evaluate once on the whole test set; writes result.json, report.md, confusion.png."""
@@ -218,7 +207,7 @@ def fit_classifier(cfg: ClassifierConfig, *, resume: bool | str = False, force: 
 
     config = {**to_dict(cfg), "method": method.name, "method_options": method.recorded_options, "fingerprint": prep.split.fingerprint}
     suffix = method.name.replace("+", "-") + (f"-{method.options['mask']}" if method.needs_generator else "")
-    suffix += variant + options_tag(_named_options(cfg))
+    suffix += variant + options_tag(named_options(cfg))
     with open_stage("classifier", "clf", suffix, cfg, config, prep, root, resume, force, progress) as stage:
         if stage.already_finished:
             result = stage.run.info()["result"]

@@ -88,6 +88,18 @@ def options_tag(options: dict) -> str:
     return "-o" + hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
+def named_options(cfg) -> dict:
+    """What the user chose for a classifier's method: its -o options and a replacement rate other than the default."""
+    from ..config import P_GENERATED, replacement_rate
+
+    opts = dict(cfg.method_options)
+    opts.pop("p_generated", None)
+    p = replacement_rate(cfg)
+    if p != P_GENERATED:
+        opts["p_generated"] = p
+    return opts
+
+
 def run_path(cfg, kind: str, suffix: str, root: str | Path = DEFAULT_ROOT) -> Path:
     if cfg.out:
         return Path(cfg.out)

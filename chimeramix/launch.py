@@ -1,0 +1,409 @@
+"""An experiment's runs as a job graph, submitted through submitit: to Slurm, or to submitit's local executor.
+
+`build_graph` is pure: one job per generator run and per classifier run, each with the run folder that
+fit-generator / fit-classifier would pick (the same naming rule `experiment` uses), and each classifier job
+pointing at its generator job. `launch` submits the graph. On Slurm every job is submitted at once and a
+classifier job waits for its generator job through an `afterok` dependency, so the grid runs as a graph, not in
+waves; submitit's local executor knows no dependencies, so there a classifier job is submitted once its
+generator job has succeeded. Every job trains with resume="auto": a resubmission skips finished runs and resumes
+unfinished ones, and the run folder's lock (chimeramix/lock.py) keeps two jobs out of one folder. The scheduler's
+files and each job's log land in `<run folder>/logs/` (`<job id>_0_log.out`, `.err`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from .config import RUNTIME_FIELDS, ClassifierConfig, GeneratorConfig, generator_run_config, make_config, to_dict
+from .errors import ChimeraMixError
+from .fileio import read_json
+from .lock import RunLocked, live_holder
+from .progress import SILENT, Progress
+from .runs import LOG_DIR, METRICS_FILE, RUN_FILE
+
+LAUNCHERS = ("local", "slurm", "submitit-local")
+INSTALL_HINT = "--launcher slurm needs submitit, which is not installed: pip install 'chimeramix[slurm]'"
+
+
+def require_submitit():
+    """submitit, or the one line that says how to install it."""
+    try:
+        import submitit
+    except ImportError:
+        raise ChimeraMixError(INSTALL_HINT) from None
+    return submitit
+
+
+_TIME = re.compile(r"^(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?$")
+_MEM = re.compile(r"^\d+[KMGT]?B?$", re.IGNORECASE)
+
+
+def slurm_minutes(text: str) -> float:
+    """Minutes of a Slurm --time value: M, M:S, H:M:S, D-H, D-H:M, D-H:M:S."""
+    m = _TIME.match(str(text).strip())
+    if not m:
+        raise ChimeraMixError(f"--slurm-time '{text}' is not a Slurm time: use e.g. 12:00:00, 90 (minutes) or 2-00:00:00")
+    days, a, b, c = m.groups()
+    a, b, c = int(a), int(b or 0), int(c or 0)
+    if days is not None:  # D-H, D-H:M, D-H:M:S
+        return int(days) * 1440 + a * 60 + b + c / 60
+    if m.group(4) is not None:  # H:M:S
+        return a * 60 + b + c / 60
+    return a + b / 60  # M or M:S
+
+
+@dataclass
+class SlurmOptions:
+    """Resources of every job (one run each); the defaults fit one small GPU job."""
+
+    partition: str | None = None  # None: the cluster's default partition
+    gpus_per_job: int = 1
+    cpus_per_job: int = 4
+    mem: str = "16G"
+    time: str = "12:00:00"  # a run that hits it is resumed from its last checkpoint by the next submission
+    array_parallelism: int = 0  # at most N of these jobs at once (0: no limit)
+
+    def check(self) -> None:
+        for name, value, low in (("--slurm-gpus-per-job", self.gpus_per_job, 0), ("--slurm-cpus-per-job", self.cpus_per_job, 1),
+                                 ("--slurm-array-parallelism", self.array_parallelism, 0)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ChimeraMixError(f"{name} must be a whole number of at least {low} (got {value})")
+        if not _MEM.match(str(self.mem)):
+            raise ChimeraMixError(f"--slurm-mem '{self.mem}' is not a Slurm memory size: use e.g. 16G or 16000M")
+        if slurm_minutes(self.time) <= 0:
+            raise ChimeraMixError(f"--slurm-time '{self.time}' is no time at all: use e.g. 12:00:00")
+        if self.partition is not None and not re.match(r"^[\w.,-]+$", self.partition):
+            raise ChimeraMixError(f"--slurm-partition '{self.partition}' is not a partition name")
+
+    def sbatch(self, name: str, after: list[str], slot: int | None) -> dict:
+        """SlurmExecutor parameters of one job: its resources, name and dependencies."""
+        deps = [f"afterok:{':'.join(after)}"] if after else []
+        if slot is not None:
+            # Jobs that each need their own dependency cannot form one array, so the limit is Slurm's singleton
+            # dependency instead: at most one running job per name, and N names.
+            name = f"chimeramix-{slot}"
+            deps.append("singleton")
+        params = {"job_name": name, "nodes": 1, "ntasks_per_node": 1, "cpus_per_task": self.cpus_per_job, "mem": self.mem,
+                  "time": self.time, "additional_parameters": {}}
+        if self.partition:
+            params["partition"] = self.partition
+        if self.gpus_per_job:
+            params["gpus_per_node"] = self.gpus_per_job
+        if deps:
+            # a classifier whose generator failed is cancelled instead of waiting forever
+            params["additional_parameters"] = {"dependency": ",".join(deps), "kill-on-invalid-dep": "yes"}
+        return params
+
+
+@dataclass(eq=False)
+class Job:
+    """One run: `kind` ('generator' or 'classifier'), the folder it trains, its config overrides, and for a
+    classifier that needs one, the run folder of its generator job."""
+
+    kind: str
+    run_dir: str
+    options: dict
+    after: str | None = None
+
+    @property
+    def name(self) -> str:
+        return Path(self.run_dir).name
+
+
+def classifier_suffix(cfg: ClassifierConfig, gen_cfg: GeneratorConfig | None) -> str:
+    """The run-folder tag fit_classifier gives a method with its default options (see train/classifier.py)."""
+    from .methods import build_method
+    from .train.setup import named_options, options_tag, variant_suffix
+
+    method = build_method(cfg.method)
+    suffix = method.name.replace("+", "-")
+    segments = method.needs_segments
+    if method.needs_generator and gen_cfg is not None:
+        suffix += f"-{cfg.mask or gen_cfg.mask}" + variant_suffix(gen_cfg)
+        segments = segments or (cfg.mask or gen_cfg.mask) == "seg"
+    if segments and cfg.seg_view == "generator":
+        suffix += "-genseg"
+    return suffix + options_tag(named_options(cfg))
+
+
+def build_graph(seeds, plan, gen_overrides: dict, clf_overrides: dict, root: str | Path) -> list[Job]:
+    """Every run of an experiment as a job, generators before the classifiers that need them; nothing is read."""
+    from .train.setup import run_path, variant_suffix
+
+    jobs: list[Job] = []
+    gens: dict[tuple[int, str], tuple[str, GeneratorConfig]] = {}
+    for seed in seeds:
+        for name, mask in plan:
+            gen = None
+            if mask is not None:
+                if (seed, mask) not in gens:
+                    opts = {**gen_overrides, "seed": seed, "mask": mask}
+                    cfg = make_config(GeneratorConfig, **opts)
+                    gens[seed, mask] = (str(run_path(cfg, "gen", cfg.mask + variant_suffix(cfg), root)), cfg)
+                    jobs.append(Job("generator", gens[seed, mask][0], opts))
+                gen = gens[seed, mask]
+            opts = {**clf_overrides, "seed": seed, "method": name, "generator": gen[0] if gen else None}
+            cfg = make_config(ClassifierConfig, **opts)
+            path = run_path(cfg, "clf", classifier_suffix(cfg, gen[1] if gen else None), root)
+            jobs.append(Job("classifier", str(path), opts, gen[0] if gen else None))
+    return jobs
+
+
+def is_finished(job: Job) -> bool:
+    """Whether the job's folder holds a finished run of the job's config (the values it sets; what the run
+    derived from the data is left to the job, which refuses a mismatch in one line)."""
+    folder = Path(job.run_dir)
+    try:
+        info = read_json(folder / RUN_FILE)
+    except (OSError, ValueError, UnicodeDecodeError):
+        return False
+    if not isinstance(info, dict) or info.get("status") != "finished" or info.get("kind") != job.kind:
+        return False
+    if job.kind == "classifier" and not (folder / "result.json").is_file():
+        return False
+    cls = GeneratorConfig if job.kind == "generator" else ClassifierConfig
+    cfg = make_config(cls, **job.options)
+    # compared as the run stores its config (a generator leaves out parents=2), not as the dataclass holds it
+    want = generator_run_config(cfg) if job.kind == "generator" else to_dict(cfg)
+    have = info.get("config", {})
+    return all(have.get(k) == v for k, v in want.items() if v not in (None, {}, []) and k not in RUNTIME_FIELDS)
+
+
+def run_job(kind: str, options: dict, root: str, force: bool = False, progress_factory: Callable | None = None,
+            poll_s: float = 30.0, threads: int | None = None) -> str:
+    """The body of one job: train, resume or reuse one run; returns its folder.
+
+    A folder another live process or job holds (a second submission of the same grid) is waited for, then
+    reused or resumed: a duplicate job costs its wait, and never trains the run a second time.
+    """
+    import torch
+
+    from .train.classifier import fit_classifier
+    from .train.generator import fit_generator
+
+    cpus = os.environ.get("SLURM_CPUS_PER_TASK")
+    if cpus and cpus.isdigit():  # the cores Slurm gave this job, not every core of the node
+        torch.set_num_threads(int(cpus))
+    elif threads and not os.environ.get("OMP_NUM_THREADS"):  # local jobs at once share the cores
+        torch.set_num_threads(threads)
+    if hasattr(signal, "SIGUSR2") and threading.current_thread() is threading.main_thread():
+        # submitit's warning before the time limit (or a preemption) would end the job wherever it is; as SIGTERM
+        # the training loop stops after its step and saves a checkpoint, which the next submission resumes
+        signal.signal(signal.SIGUSR2, lambda signum, frame: os.kill(os.getpid(), signal.SIGTERM))
+    progress = progress_factory() if progress_factory else SILENT
+    enter = getattr(progress, "__enter__", None)
+    if enter:
+        enter()
+    try:
+        while True:
+            try:
+                if kind == "generator":
+                    r = fit_generator(make_config(GeneratorConfig, **options), resume="auto", force=force, progress=progress,
+                                      root=root)
+                else:
+                    r = fit_classifier(make_config(ClassifierConfig, **options), resume="auto", force=force, progress=progress,
+                                       root=root)
+                break
+            except RunLocked as e:
+                progress.message(f"{e}: waiting for it")
+                time.sleep(poll_s)
+                while e.folder is not None and live_holder(e.folder) is not None:
+                    time.sleep(poll_s)
+                force = False  # what the holder finished is this job's result now
+    finally:
+        if enter:
+            progress.__exit__(None, None, None)
+    return str(r.run_dir)
+
+
+def _visible_gpus() -> tuple[int, ...]:
+    text = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+    return tuple(int(x) for x in text.split(",")) if re.match(r"^\d+(,\d+)*$", text) else ()
+
+
+def make_executor(launcher: str, job: Job, slurm: SlurmOptions, after: list[str], slot: int | None):
+    """The submitit executor of one job, its folder in the job's run folder (logs included)."""
+    submitit = require_submitit()
+    folder = Path(job.run_dir) / LOG_DIR  # submitit names each job's files by its id: <id>_0_log.out, ...
+    if launcher == "slurm":
+        try:
+            ex = submitit.SlurmExecutor(folder=folder)
+        except RuntimeError as e:  # no srun on this machine
+            raise ChimeraMixError(f"--launcher slurm: {e}; run it on a cluster's login node") from None
+        ex.update_parameters(**slurm.sbatch(f"cmx-{job.name}", after, slot))
+        return ex
+    ex = submitit.LocalExecutor(folder=folder)
+    # LocalExecutor sets CUDA_VISIBLE_DEVICES to the GPUs it is given (none: no GPU at all), and stops a job
+    # after timeout_min (2 by default): give it the --slurm-* GPUs and time.
+    gpus = _visible_gpus()
+    n = min(slurm.gpus_per_job, len(gpus)) if gpus else slurm.gpus_per_job
+    ex.update_parameters(timeout_min=slurm_minutes(slurm.time), gpus_per_node=n, visible_gpus=gpus)
+    return ex
+
+
+_RAISED = re.compile(r"^(?:[A-Za-z_][\w]*\.)*([A-Za-z_]\w*): (.+)$")
+
+
+def job_error(e: BaseException) -> str:
+    """The job's own exception line out of the traceback submitit hands back, without its module path."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    for line in reversed(lines):
+        m = _RAISED.match(line)
+        if m and not line.startswith(("File ", "- ")):
+            return m.group(2) if m.group(1) in ("ChimeraMixError", "RunInterrupted", "RunLocked") else f"{m.group(1)}: {m.group(2)}"
+    return lines[-1] if lines else type(e).__name__
+
+
+def _peek(run_dir: str) -> tuple[int, int] | None:
+    """(step, total) of a running run, from its run.json and the last line of metrics.jsonl; None before it starts."""
+    try:
+        total = int(read_json(Path(run_dir) / RUN_FILE)["total_steps"])
+        with open(Path(run_dir) / METRICS_FILE, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 4096))
+            lines = f.read().decode(errors="replace").strip().splitlines()
+        step = int(json.loads(lines[-1])["step"]) if lines else 0
+        return step, total
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        return None
+
+
+@dataclass
+class LaunchResult:
+    run_dirs: dict[str, str] = field(default_factory=dict)  # job run folder -> the folder the run reported
+    reused: list[str] = field(default_factory=list)  # finished before this launch: not submitted
+    submitted: dict[str, str] = field(default_factory=dict)  # run folder -> job id
+    failed: dict[str, str] = field(default_factory=dict)  # run folder -> why
+    pending: list[str] = field(default_factory=list)  # submitted and not waited for (wait=False)
+
+
+def launch(jobs: list[Job], launcher: str = "slurm", *, slurm: SlurmOptions | None = None, root: str | Path = "checkpoints",
+           parallel: int = 1, force: bool = False, wait: bool = True, progress: Progress = SILENT,
+           job_progress: Callable | None = None, poll_s: float = 5.0) -> LaunchResult:
+    """Submit the graph's unfinished jobs and (with `wait`) follow them to the end.
+
+    A folder whose lock a live process or Slurm job holds is not submitted again: the launch waits for that
+    holder (on Slurm its dependents depend on its job id) and then takes the folder's state as it finds it.
+    `parallel` bounds the local executor's concurrent jobs; on Slurm `slurm.array_parallelism` does.
+    """
+    if launcher not in ("slurm", "submitit-local"):
+        raise ChimeraMixError(f"unknown launcher '{launcher}': choose one of {', '.join(LAUNCHERS)}")
+    if isinstance(parallel, bool) or not isinstance(parallel, int) or parallel < 1:
+        raise ChimeraMixError(f"--jobs must be a whole number of at least 1 (got {parallel})")
+    slurm = slurm or SlurmOptions()
+    slurm.check()
+    require_submitit()
+    by_dir = {j.run_dir: j for j in jobs}
+    res = LaunchResult()
+    state: dict[str, str] = {}  # run_dir -> todo | held | running | done | failed
+    running: dict[str, object] = {}  # run_dir -> submitit job
+    held: dict[str, object] = {}  # run_dir -> lock holder
+    ids: dict[str, str] = {}  # run_dir -> Slurm job id that dependents may wait for
+    shown: set[str] = set()
+    for j in jobs:
+        if not force and is_finished(j):
+            state[j.run_dir] = "done"
+            res.reused.append(j.run_dir)
+            res.run_dirs[j.run_dir] = j.run_dir
+        else:
+            state[j.run_dir] = "todo"
+    if res.reused:
+        progress.message(f"{len(res.reused)} of {len(jobs)} runs finished already: not submitted again")
+    slots = 0
+    threads = None if launcher == "slurm" else max(1, (os.cpu_count() or 1) // max(1, parallel))
+
+    def finish(d: str, ok: bool, why: str = "") -> None:
+        state[d] = "done" if ok else "failed"
+        if not ok:
+            res.failed[d] = why
+            progress.message(f"failed: {Path(d).name}: {why}")
+        if d in shown:
+            progress.end(Path(d).name)
+        done = sum(s in ("done", "failed") for s in state.values())
+        progress.message(f"{'finished' if ok else 'stopped'} {Path(d).name} ({done}/{len(jobs)})")
+
+    try:
+        while True:
+            for j in jobs:
+                d = j.run_dir
+                if state[d] != "todo":
+                    continue
+                dep = j.after
+                if dep is not None and dep in state:
+                    if state[dep] == "failed":
+                        finish(d, False, f"its generator run {Path(dep).name} failed")
+                        continue
+                    ready = state[dep] == "done" or (launcher == "slurm" and dep in ids)
+                    if not ready:
+                        continue
+                holder = live_holder(d)
+                if holder is not None:
+                    state[d], held[d] = "held", holder
+                    if holder.job:
+                        ids[d] = holder.job
+                    progress.message(f"{Path(d).name} is in use by {holder.describe()}: not submitted again, waiting for it")
+                    continue
+                if launcher != "slurm" and len(running) >= parallel:
+                    break
+                after = [ids[dep]] if dep is not None and launcher == "slurm" and state.get(dep) != "done" and dep in ids else []
+                slot = None
+                if launcher == "slurm" and slurm.array_parallelism:
+                    slot, slots = slots % slurm.array_parallelism, slots + 1
+                ex = make_executor(launcher, j, slurm, after, slot)
+                try:
+                    sub = ex.submit(run_job, j.kind, j.options, str(root), force, job_progress, 30.0, threads)
+                except Exception as e:  # sbatch refused (bad partition, account, ...): say so, go on with the rest
+                    finish(d, False, f"submission failed: {str(e).strip().splitlines()[-1] if str(e).strip() else e}")
+                    continue
+                state[d], running[d] = "running", sub
+                res.submitted[d] = str(sub.job_id)
+                if launcher == "slurm":
+                    ids[d] = str(sub.job_id)
+                progress.message(f"submitted {j.name} as job {sub.job_id}" + (f" after job {after[0]}" if after else ""))
+
+            if not wait and all(s != "todo" for s in state.values()):
+                res.pending = [d for d, s in state.items() if s in ("running", "held")]
+                break
+            for d, sub in list(running.items()):
+                if not sub.done():
+                    continue
+                del running[d]
+                try:
+                    res.run_dirs[d] = sub.result()
+                    finish(d, True)
+                except Exception as e:  # the job's own error (e.g. a ChimeraMixError), as submitit hands it back
+                    finish(d, False, f"{job_error(e)} (log: {sub.paths.stderr})")
+            for d in list(held):
+                if live_holder(d) is None:
+                    del held[d]
+                    ids.pop(d, None)
+                    if is_finished(by_dir[d]):
+                        res.run_dirs[d] = d
+                        finish(d, True)
+                    else:  # its holder stopped before the end: this launch resumes it
+                        state[d] = "todo"
+            if all(s in ("done", "failed") for s in state.values()):
+                break
+            for d in list(running) + list(held):
+                seen = _peek(d)
+                if seen is not None:
+                    name = Path(d).name
+                    if d not in shown:
+                        shown.add(d)
+                        progress.start(name, seen[1])
+                    progress.update(name, seen[0])
+            time.sleep(poll_s)
+    except KeyboardInterrupt:
+        if launcher != "slurm":  # local jobs are this machine's processes: Ctrl-C stops them too (each saves its state)
+            for sub in running.values():
+                sub.cancel(check=False)
+        raise
+    return res
