@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import queue
 import shutil
+import signal
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -129,6 +130,22 @@ def _replay(event: tuple, progress: Progress) -> None:
     getattr(progress, kind)(*args)
 
 
+_STOP = None  # in a --jobs worker: the parent's stop event (set when the experiment is interrupted)
+
+
+def _worker_init(stop) -> None:
+    # An Event can reach a spawned worker only as a process argument (the initializer's), not through submit().
+    global _STOP
+    _STOP = stop
+
+
+def _check_stop(seed: int) -> None:
+    if _STOP is not None and _STOP.is_set():
+        from .train.loop import RunInterrupted
+
+        raise RunInterrupted(f"seed {seed}: not started, the experiment was interrupted", exit_code=143)
+
+
 def _run_seed(seed: int, plan, gen_overrides: dict, clf_overrides: dict, root: str, force: bool, progress: Progress,
               threads: int | None = None, relay=None):
     """Both stages for one seed; returns (generator run folders, classifier run folders, seconds per stage)."""
@@ -149,16 +166,36 @@ def _run_seed(seed: int, plan, gen_overrides: dict, clf_overrides: dict, root: s
         gen_dir = None
         if mask is not None:
             if mask not in gens:
+                _check_stop(seed)
                 t = time.perf_counter()
                 cfg = make_config(GeneratorConfig, **{**gen_overrides, "seed": seed, "mask": mask})
                 gens[mask] = str(fit_generator(cfg, resume="auto", force=force, progress=progress, root=root).run_dir)
                 secs["generator"] += time.perf_counter() - t
             gen_dir = gens[mask]
+        _check_stop(seed)
         t = time.perf_counter()
         cfg = make_config(ClassifierConfig, **{**clf_overrides, "seed": seed, "method": name, "generator": gen_dir})
         clfs.append(str(fit_classifier(cfg, resume="auto", force=force, progress=progress, root=root).run_dir))
         secs["classifier"] += time.perf_counter() - t
     return list(gens.values()), clfs, secs
+
+
+def _stop_workers(pool: ProcessPoolExecutor, stop, futures) -> None:
+    """Ctrl-C, SIGTERM or a failed seed: every worker saves a checkpoint and stops, and no queued seed starts.
+
+    Without this the pool's shutdown waits for the running seeds to finish training (SIGTERM reaches only this
+    process), and a worker whose run was stopped would go on with the next seed.
+    """
+    stop.set()
+    for f in futures:
+        f.cancel()
+    # the pool keeps its worker processes in a private dict; there is no public way to signal them
+    for proc in list(getattr(pool, "_processes", {}).values()):
+        if proc.is_alive():
+            try:
+                os.kill(proc.pid, signal.SIGTERM)  # the training loop turns it into a checkpoint and a clean stop
+            except ProcessLookupError:
+                pass
 
 
 def _drain(relay, progress: Progress) -> None:
@@ -241,23 +278,29 @@ def run_experiment(
         # Seeds in parallel processes: one small-batch run cannot fill a large GPU (or all CPU cores).
         # Each worker relays its progress hooks through a queue, so every running job keeps its own bar here.
         ctx = get_context("spawn")
-        with ctx.Manager() as manager, ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+        stop = ctx.Event()
+        with ctx.Manager() as manager, ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init,
+                                                           initargs=(stop,)) as pool:
             relay = manager.Queue()
             threads = max(1, (os.cpu_count() or 1) // jobs)
             futures = {pool.submit(_run_seed, s, plan, gen_overrides, clf_overrides, str(root), force, SILENT, threads, relay): s
                        for s in seeds}
             left = set(futures)
-            while left:
-                finished, left = wait(left, timeout=0.2, return_when=FIRST_COMPLETED)
+            try:
+                while left:
+                    finished, left = wait(left, timeout=0.2, return_when=FIRST_COMPLETED)
+                    _drain(relay, progress)
+                    for fut in finished:
+                        g, c, s = fut.result()
+                        progress.message(f"seed {futures[fut]} done")
+                        gen_runs += g
+                        clf_runs += c
+                        for k in secs:
+                            secs[k] += s[k]
                 _drain(relay, progress)
-                for fut in finished:
-                    g, c, s = fut.result()
-                    progress.message(f"seed {futures[fut]} done")
-                    gen_runs += g
-                    clf_runs += c
-                    for k in secs:
-                        secs[k] += s[k]
-            _drain(relay, progress)
+            except BaseException:
+                _stop_workers(pool, stop, futures)
+                raise
     secs["wall"] = time.perf_counter() - t0
     results = load_results(clf_runs)
     tables = group_by_setting(results)

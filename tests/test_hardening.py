@@ -186,6 +186,37 @@ def test_a_second_process_on_a_live_run_is_refused_then_sigterm_leaves_a_resumab
     assert not (run / "run.lock").exists() and not (run / "state.safetensors").exists()
 
 
+def test_sigterm_to_experiment_with_jobs_stops_its_workers_with_checkpoints_and_starts_no_queued_seed(tmp_path):
+    """SIGTERM reaches only the parent of `experiment --jobs 2`: it must stop the workers' runs (checkpointed,
+    unlocked) and not let a worker go on with the queued seed, instead of waiting for every seed to finish."""
+    args = ["experiment", "--data", "digits", "--spc", "2", "--seeds", "0-2", "--methods", "none", "--preset", "fast",
+            "--clf-steps", 5000, "--jobs", 2, "--device", "cpu", "--checkpoints", "ck"]
+    a = cli_process(args, tmp_path)
+    runs = [tmp_path / "ck" / f"clf-digits-spc2-seed{s}-none-fast" for s in range(3)]
+    try:
+        deadline = time.monotonic() + 300
+        while not all((r / "metrics.jsonl").is_file() and (r / "metrics.jsonl").read_text().strip() for r in runs[:2]):
+            assert a.poll() is None, a.communicate()
+            assert time.monotonic() < deadline, "the two workers did not start training"
+            time.sleep(0.05)
+        os.kill(a.pid, signal.SIGTERM)
+        _, err = a.communicate(timeout=120)
+    finally:
+        if a.poll() is None:
+            a.kill()
+            a.wait()
+    assert a.returncode == 143, err
+    assert "Traceback" not in err
+    for r in runs[:2]:
+        info = json.loads((r / "run.json").read_text())
+        assert info["status"] == "running" and 0 < info["checkpoint_step"] == info["step"] < 5000, info
+        assert (r / "state.safetensors").is_file() and not (r / "run.lock").exists()
+    assert not runs[2].exists()  # the queued seed never started
+    logged = [(r / "metrics.jsonl").read_text() for r in runs[:2]]
+    time.sleep(1.5)
+    assert [(r / "metrics.jsonl").read_text() for r in runs[:2]] == logged  # nobody trains on
+
+
 def test_stale_lock_of_a_dead_process_is_taken_over_and_another_hosts_lock_is_refused(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     run = tmp_path / "run"

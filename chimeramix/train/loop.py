@@ -80,6 +80,7 @@ class TrainState:
 # before SIGKILL: it is handled like Ctrl-C, so the run saves a resumable checkpoint on the way out.
 STOP_SIGNALS = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated (SIGTERM)"}
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}  # 128 + the signal, as a shell reports a killed job
+REPEAT_GRACE_S = 1.0  # a second stop signal sooner than this after the first is the same request
 
 
 @contextmanager
@@ -90,10 +91,14 @@ def _stop_signals_as_flag(flag: dict):
         return
 
     def handler(signum, frame):
+        now = time.monotonic()
         if flag.get("stop"):
+            if now - flag["since"] < REPEAT_GRACE_S:
+                # one stop arriving twice: a terminal's Ctrl-C reaches `experiment --jobs` workers and their
+                # parent, which forwards a SIGTERM; only a later second signal means "stop inside the step"
+                return
             raise KeyboardInterrupt
-        flag["stop"] = True
-        flag["signal"] = signum
+        flag.update(stop=True, signal=signum, since=now)
 
     old = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
     try:
