@@ -125,7 +125,7 @@ class MaskSpec:
 
 
 def check_parents(parents, spc: int | None = None) -> None:
-    """Refuse a parent count below 2, or above the images per class (the parents are distinct images of one class)."""
+    """Refuse a parent count below 2, or K > 2 above the images per class (K > 2 parents are distinct images)."""
     original = parents
     try:
         if isinstance(parents, bool):
@@ -135,7 +135,9 @@ def check_parents(parents, spc: int | None = None) -> None:
         parents = None
     if parents is None or parents < 2:
         raise ChimeraMixError(f"--parents must be a whole number of at least 2 (got {original!r}): a composition mixes at least two images")
-    if spc is not None and parents > spc:
+    # pairs are drawn as the paper draws them, with replacement (an image may be its own partner), so spc 1 still
+    # trains; only K > 2 needs K distinct images of a class
+    if spc is not None and parents > 2 and parents > spc:
         raise ChimeraMixError(
             f"--parents {parents} is more than --spc {spc}: the {parents} parents of a composition are distinct images "
             f"of one class, so there can be at most {spc}"

@@ -149,6 +149,8 @@ def test_parent_counts_outside_two_to_spc_are_refused_in_one_line():
     with pytest.raises(ChimeraMixError, match="--parents 3 is more than --spc 2"):
         make_config(ClassifierConfig, "fast", spc=2, parents=3)
     assert make_config(GeneratorConfig, "fast", spc=5, parents=5).parents == 5
+    # pairs are drawn with replacement, as before the option: one image per class still makes a pair
+    assert make_config(GeneratorConfig, "fast", spc=1).parents == 2
 
 
 def test_pairs_keep_their_run_config_names_and_labels():
