@@ -24,11 +24,11 @@ class CropFlip:
     pad: int
 
     @classmethod
-    def sample(cls, n: int, size: int, gen: torch.Generator, device, flip: bool = True) -> "CropFlip":
+    def sample(cls, n: int, size: int, rng: torch.Generator, device, flip: bool = True) -> "CropFlip":
         pad = max(size // 8, 0)
-        oy = torch.randint(0, 2 * pad + 1, (n,), generator=gen, device=device)
-        ox = torch.randint(0, 2 * pad + 1, (n,), generator=gen, device=device)
-        fl = torch.rand(n, generator=gen, device=device) < 0.5 if flip else torch.zeros(n, dtype=torch.bool, device=device)
+        oy = torch.randint(0, 2 * pad + 1, (n,), generator=rng, device=device)
+        ox = torch.randint(0, 2 * pad + 1, (n,), generator=rng, device=device)
+        fl = torch.rand(n, generator=rng, device=device) < 0.5 if flip else torch.zeros(n, dtype=torch.bool, device=device)
         return cls(oy, ox, fl, pad)
 
     def apply(self, x: torch.Tensor) -> torch.Tensor:

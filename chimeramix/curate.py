@@ -137,7 +137,7 @@ def iterative_selection(embeddings: torch.Tensor, labels, real, budgets: list[in
     labels = torch.as_tensor(labels).long()
     real = torch.as_tensor(real).bool()
     n_classes = len(budgets)
-    gen = torch.Generator().manual_seed(int(seed))
+    rng = torch.Generator().manual_seed(int(seed))
     chosen = set(initial) if initial is not None else None
     states, queues = [], []
     for c in range(n_classes):
@@ -147,7 +147,7 @@ def iterative_selection(embeddings: torch.Tensor, labels, real, budgets: list[in
         extra = budgets[c] - len(reals)
         if extra < 0 or extra > len(pool):
             raise ChimeraMixError(f"class {c} has {len(reals)} real and {len(pool)} pool images: it cannot hold {budgets[c]}")
-        pool = pool[torch.randperm(len(pool), generator=gen)].tolist()
+        pool = pool[torch.randperm(len(pool), generator=rng)].tolist()
         if chosen is not None:
             start = [r for r in pool if r in chosen]
             if len(start) != extra:

@@ -84,7 +84,7 @@ class MaskSpec:
     def label(self) -> str:
         return "Seg" if self.kind == "seg" else "Grid"
 
-    def sample(self, n: int, size: int, gen: torch.Generator, device, seg1: torch.Tensor | None = None,
+    def sample(self, n: int, size: int, rng: torch.Generator, device, seg1: torch.Tensor | None = None,
                seg2: torch.Tensor | None = None, num_segments: int | None = None) -> torch.Tensor:
         """Masks at size x size (float {0, 1}, N x 1 x size x size) for a batch.
 
@@ -93,34 +93,34 @@ class MaskSpec:
         """
         if self.kind == "grid":
             if self.grid_offset == "batch":
-                return grid_masks_batch_offset(n, size, self.grid_k, gen, device)
-            return grid_masks(n, size, self.grid_k, gen, device)
+                return grid_masks_batch_offset(n, size, self.grid_k, rng, device)
+            return grid_masks(n, size, self.grid_k, rng, device)
         if self.seg_rule == "range":
             if seg2 is None:
                 raise ValueError("range seg masks need the partners' label maps")
-            pixel = segment_range_masks(seg2, gen)
+            pixel = segment_range_masks(seg2, rng)
         else:
             if seg1 is None:
                 raise ValueError("bernoulli seg masks need the first images' label maps")
-            pixel = segment_pixel_masks(seg1, gen, num_segments)
+            pixel = segment_pixel_masks(seg1, rng, num_segments)
         return to_feature_size(pixel, size, self.resize)
 
 
-    def sample_parents(self, n: int, size: int, gen: torch.Generator, device, seg1: torch.Tensor | None = None,
+    def sample_parents(self, n: int, size: int, rng: torch.Generator, device, seg1: torch.Tensor | None = None,
                        num_segments: int | None = None) -> torch.Tensor:
         """K-way assignments at size x size: float one-hot, N x K x size x size (channel j: where parent j's
         features go; parent 0 is the first image). seg1: the first images' (augmented) label maps."""
         k = int(self.parents)
         if self.kind == "grid":
             if self.grid_offset == "batch":
-                return grid_parents_batch_offset(n, size, self.grid_k, k, gen, device)
-            return grid_parents(n, size, self.grid_k, k, gen, device)
+                return grid_parents_batch_offset(n, size, self.grid_k, k, rng, device)
+            return grid_parents(n, size, self.grid_k, k, rng, device)
         if seg1 is None:
             raise ValueError("K-way seg masks need the first images' label maps")
         if self.seg_rule == "range":
-            assign = segment_range_parents(seg1, k, gen, num_segments)
+            assign = segment_range_parents(seg1, k, rng, num_segments)
         else:
-            assign = segment_parents(seg1, k, gen, num_segments)
+            assign = segment_parents(seg1, k, rng, num_segments)
         return parents_to_feature_size(one_hot(assign, k), size, self.resize)
 
 
@@ -160,39 +160,39 @@ def _uniform_parent(u: torch.Tensor, k: int) -> torch.Tensor:
     return (u * k).long().clamp_(max=k - 1)
 
 
-def grid_parents(n: int, size: int, grid_k: int, k: int, gen: torch.Generator, device) -> torch.Tensor:
+def grid_parents(n: int, size: int, grid_k: int, k: int, rng: torch.Generator, device) -> torch.Tensor:
     """`grid_masks` with K parents: each cell a uniform parent, an offset per sample. One-hot N x K x size x size."""
     cell = max(size // grid_k, 1)
-    cells = _uniform_parent(torch.rand(n, grid_k + 1, grid_k + 1, generator=gen, device=device), k)
+    cells = _uniform_parent(torch.rand(n, grid_k + 1, grid_k + 1, generator=rng, device=device), k)
     big = cells.repeat_interleave(cell, 1).repeat_interleave(cell, 2)
-    oy = torch.randint(0, cell, (n,), generator=gen, device=device)
-    ox = torch.randint(0, cell, (n,), generator=gen, device=device)
+    oy = torch.randint(0, cell, (n,), generator=rng, device=device)
+    ox = torch.randint(0, cell, (n,), generator=rng, device=device)
     ar = torch.arange(size, device=device)
     rows = (oy[:, None] + ar)[:, :, None]
     cols = (ox[:, None] + ar)[:, None, :]
     return one_hot(big[torch.arange(n, device=device)[:, None, None], rows, cols], k)
 
 
-def grid_parents_batch_offset(n: int, size: int, grid_k: int, k: int, gen: torch.Generator, device) -> torch.Tensor:
+def grid_parents_batch_offset(n: int, size: int, grid_k: int, k: int, rng: torch.Generator, device) -> torch.Tensor:
     """`grid_masks_batch_offset` with K parents (the public code's stretch and one crop per batch)."""
     pad = size // grid_k
-    cells = _uniform_parent(torch.rand(n, 1, grid_k, grid_k, generator=gen, device=device), k).float()
+    cells = _uniform_parent(torch.rand(n, 1, grid_k, grid_k, generator=rng, device=device), k).float()
     big = F.interpolate(cells, size=(size + pad, size + pad), mode="nearest")
-    oy, ox = torch.randint(0, max(pad, 1), (2,), generator=gen, device=device)
+    oy, ox = torch.randint(0, max(pad, 1), (2,), generator=rng, device=device)
     ar = torch.arange(size, device=device)
     return one_hot(big[:, :, (oy + ar)[:, None], (ox + ar)[None, :]], k)
 
 
-def segment_parents(segments: torch.Tensor, k: int, gen: torch.Generator, num_segments: int | None = None) -> torch.Tensor:
+def segment_parents(segments: torch.Tensor, k: int, rng: torch.Generator, num_segments: int | None = None) -> torch.Tensor:
     """Each segment to a uniformly drawn parent: long N x 1 x H x W of parent indices (`segment_pixel_masks` with K)."""
     n = segments.shape[0]
     if num_segments is None:
         num_segments = int(segments.max().item()) + 1 if segments.numel() else 1
-    take = _uniform_parent(torch.rand(n, num_segments, generator=gen, device=segments.device), k)
+    take = _uniform_parent(torch.rand(n, num_segments, generator=rng, device=segments.device), k)
     return torch.gather(take, 1, segments.reshape(n, -1).long()).reshape(n, 1, *segments.shape[1:])
 
 
-def segment_range_parents(segments: torch.Tensor, k: int, gen: torch.Generator, num_segments: int | None = None) -> torch.Tensor:
+def segment_range_parents(segments: torch.Tensor, k: int, rng: torch.Generator, num_segments: int | None = None) -> torch.Tensor:
     """The range rule with K parents: cut each map's labels 0..L-1 into K contiguous ranges, one per parent.
 
     The K - 1 cut points are distinct labels in 1..L-1 (drawn without replacement), so every parent gets at
@@ -207,12 +207,12 @@ def segment_range_parents(segments: torch.Tensor, k: int, gen: torch.Generator, 
     labels = flat.amax(1) + 1  # L per map
     slots = max(num_segments - 1, k - 1, 1)
     cand = torch.arange(1, slots + 1, device=dev)  # candidate cut labels 1..slots
-    keys = torch.rand(n, slots, generator=gen, device=dev)
+    keys = torch.rand(n, slots, generator=rng, device=dev)
     keys = torch.where(cand[None] < labels[:, None], keys, torch.full_like(keys, 2.0))  # only 1..L-1 are real cuts
     pick = keys.argsort(1)[:, : k - 1]
     cuts = torch.where(torch.gather(keys, 1, pick) < 2, cand[pick], labels[:, None]).sort(1).values
     rank = (flat[:, :, None] >= cuts[:, None, :]).sum(2)  # which range each pixel's label falls in: 0..K-1
-    order = torch.rand(n, k, generator=gen, device=dev).argsort(1)
+    order = torch.rand(n, k, generator=rng, device=dev).argsort(1)
     return torch.gather(order, 1, rank).reshape(n, 1, *segments.shape[1:])
 
 
@@ -233,7 +233,7 @@ def assignment_picture(weights: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(grey, size=(size, size), mode="nearest")
 
 
-def grid_masks(n: int, size: int, k: int, gen: torch.Generator, device) -> torch.Tensor:
+def grid_masks(n: int, size: int, k: int, rng: torch.Generator, device) -> torch.Tensor:
     """Bernoulli(0.5) cells of a k x k grid at size x size, shifted by a random offset per sample.
 
     A (k+1) x (k+1) grid is nearest-upsampled to size + one cell, then cropped
@@ -241,32 +241,32 @@ def grid_masks(n: int, size: int, k: int, gen: torch.Generator, device) -> torch
     Returns float {0, 1}, N x 1 x size x size.
     """
     cell = max(size // k, 1)
-    cells = (torch.rand(n, k + 1, k + 1, generator=gen, device=device) < 0.5).float()
+    cells = (torch.rand(n, k + 1, k + 1, generator=rng, device=device) < 0.5).float()
     big = cells.repeat_interleave(cell, 1).repeat_interleave(cell, 2)  # n x (k+1)cell x (k+1)cell
-    oy = torch.randint(0, cell, (n,), generator=gen, device=device)
-    ox = torch.randint(0, cell, (n,), generator=gen, device=device)
+    oy = torch.randint(0, cell, (n,), generator=rng, device=device)
+    ox = torch.randint(0, cell, (n,), generator=rng, device=device)
     ar = torch.arange(size, device=device)
     rows = (oy[:, None] + ar)[:, :, None]
     cols = (ox[:, None] + ar)[:, None, :]
     return big[torch.arange(n, device=device)[:, None, None], rows, cols][:, None]
 
 
-def grid_masks_batch_offset(n: int, size: int, k: int, gen: torch.Generator, device) -> torch.Tensor:
+def grid_masks_batch_offset(n: int, size: int, k: int, rng: torch.Generator, device) -> torch.Tensor:
     """The public code's grid: k x k Bernoulli(0.5) cells, nearest-stretched to size + size // k, one crop per batch.
 
     At 16 x 16 features and k = 4 the cells are 5 pixels wide and every sample of the
     batch shares the crop offset (drawn in [0, size // k - 1]).
     """
     pad = size // k
-    cells = (torch.rand(n, 1, k, k, generator=gen, device=device) < 0.5).float()
+    cells = (torch.rand(n, 1, k, k, generator=rng, device=device) < 0.5).float()
     big = F.interpolate(cells, size=(size + pad, size + pad), mode="nearest")
     # The offset stays a device tensor (gathered by index, not sliced) so drawing it costs no host sync.
-    oy, ox = torch.randint(0, max(pad, 1), (2,), generator=gen, device=device)
+    oy, ox = torch.randint(0, max(pad, 1), (2,), generator=rng, device=device)
     ar = torch.arange(size, device=device)
     return big[:, :, (oy + ar)[:, None], (ox + ar)[None, :]]
 
 
-def segment_range_masks(segments: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+def segment_range_masks(segments: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
     """The public code's segment rule: 1 on a contiguous range of labels [l, u) of each map, 0 elsewhere.
 
     With K = max label + 1 of the map: l uniform in [0, max(1, K-1) - 1], u uniform in
@@ -277,9 +277,9 @@ def segment_range_masks(segments: torch.Tensor, gen: torch.Generator) -> torch.T
     flat = segments.reshape(n, -1).long()
     k = flat.amax(1) + 1
     lo_count = torch.clamp(k - 1, min=1)
-    lo = (torch.rand(n, generator=gen, device=segments.device) * lo_count).long().minimum(lo_count - 1)
+    lo = (torch.rand(n, generator=rng, device=segments.device) * lo_count).long().minimum(lo_count - 1)
     up_count = torch.clamp(torch.maximum(lo + 2, k) - (lo + 1), min=1)
-    up = lo + 1 + (torch.rand(n, generator=gen, device=segments.device) * up_count).long().minimum(up_count - 1)
+    up = lo + 1 + (torch.rand(n, generator=rng, device=segments.device) * up_count).long().minimum(up_count - 1)
     take = (flat >= lo[:, None]) & (flat < up[:, None])
     return take.float().reshape(n, 1, *segments.shape[1:])
 
@@ -318,7 +318,7 @@ def segments_at(images: torch.Tensor, seg_size: int, out_size: int, scale: float
     return maps
 
 
-def segment_pixel_masks(segments: torch.Tensor, gen: torch.Generator, k: int | None = None) -> torch.Tensor:
+def segment_pixel_masks(segments: torch.Tensor, rng: torch.Generator, k: int | None = None) -> torch.Tensor:
     """Take each segment with probability 0.5: float {0, 1}, N x 1 x H x W, a union of whole segments.
 
     k: an upper bound on the labels (pass it in the hot loop to spare a device sync).
@@ -326,7 +326,7 @@ def segment_pixel_masks(segments: torch.Tensor, gen: torch.Generator, k: int | N
     n = segments.shape[0]
     if k is None:
         k = int(segments.max().item()) + 1 if segments.numel() else 1
-    take = (torch.rand(n, k, generator=gen, device=segments.device) < 0.5).float()
+    take = (torch.rand(n, k, generator=rng, device=segments.device) < 0.5).float()
     return torch.gather(take, 1, segments.reshape(n, -1).long()).reshape(n, 1, *segments.shape[1:])
 
 

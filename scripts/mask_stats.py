@@ -40,20 +40,20 @@ def main(argv=None) -> None:
     rows = []
     for name, maps in seg.items():
         data = DeviceData(sub, torch.device("cpu"), a.seed, maps)
-        gen = torch.Generator().manual_seed(a.seed)
+        rng = torch.Generator().manual_seed(a.seed)
         counts = torch.tensor([len(m.unique()) for m in maps]).float().mean().item()
         for rule, resize in (("range", "nearest"), ("bernoulli", "nearest"), ("bernoulli", "majority")):
             spec = M.MaskSpec("seg", seg_rule=rule, resize=resize)
             stats = []
             for _ in range(a.draws):
                 idx = torch.arange(data.n)
-                i2 = data.partners(idx, gen)
-                stats.append(M.mask_statistics(spec.sample(data.n, feat, gen, "cpu", maps[idx], maps[i2], data.num_segments)))
+                i2 = data.partners(idx, rng)
+                stats.append(M.mask_statistics(spec.sample(data.n, feat, rng, "cpu", maps[idx], maps[i2], data.num_segments)))
             rows.append((name, f"{counts:.1f}", f"seg {rule}, {resize}", *_mean(stats)))
-    gen = torch.Generator().manual_seed(a.seed)
+    rng = torch.Generator().manual_seed(a.seed)
     for offset in ("batch", "sample"):
         spec = M.MaskSpec("grid", grid_offset=offset)
-        stats = [M.mask_statistics(spec.sample(64, feat, gen, "cpu")) for _ in range(a.draws * 5)]
+        stats = [M.mask_statistics(spec.sample(64, feat, rng, "cpu")) for _ in range(a.draws * 5)]
         rows.append(("-", "-", f"grid {offset} offset", *_mean(stats)))
     print(f"{src.name}: {len(sub)} images ({a.spc} per class), seed {a.seed}, masks at {feat} x {feat} features, "
           f"{a.draws} draws per image\n")

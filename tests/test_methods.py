@@ -24,8 +24,8 @@ ALL = ["none", "cutout", "random-erasing", "mixup", "cutmix", "cosine", "autoaug
        "segmix", "samplepairing", "zeta-mixup"]
 
 
-def ctx_for(gen, n_classes=3, step=0, total=100, data=None, idx=None, crop=None, dataset="", spe=10):
-    return StepContext(step, total, n_classes, gen, idx, crop, data, None, steps_per_epoch=spe, dataset=dataset)
+def ctx_for(rng, n_classes=3, step=0, total=100, data=None, idx=None, crop=None, dataset="", spe=10):
+    return StepContext(step, total, n_classes, rng, idx, crop, data, None, steps_per_epoch=spe, dataset=dataset)
 
 
 def class_colours(k=3, seed=0):
@@ -94,7 +94,7 @@ def test_options_of_other_methods_are_ignored_and_own_ones_kept():
     assert build_method("zeta-mixup", {"gamma": ZETA_GAMMA_MIN}).gamma == ZETA_GAMMA_MIN
 
 
-# ---------------------------------------------------------------- Beta draws from ctx.gen
+# ---------------------------------------------------------------- Beta draws from ctx.rng
 
 
 @pytest.mark.parametrize("a, b", [(1.0, 1.0), (0.4, 0.4), (2.0, 5.0)])
@@ -396,10 +396,10 @@ def _pixelmix_setup(segments=None, seed=0):
     subset = _tiny_data(n_per_class=3, classes=2, size=16, constant=True, seed=seed)
     data = DeviceData(subset, torch.device("cpu"), 0, segments)
     idx = torch.tensor([0, 1, 2, 3, 4, 5, 0, 4])
-    gen = torch.Generator().manual_seed(seed)
-    crop = CropFlip.sample(len(idx), 16, gen, "cpu")
+    rng = torch.Generator().manual_seed(seed)
+    crop = CropFlip.sample(len(idx), 16, rng, "cpu")
     x = torch.full((len(idx), 3, 16, 16), 2.0)  # a value no training image has: reveals where x1 was kept
-    ctx = ctx_for(gen, n_classes=2, data=data, idx=idx, crop=crop)
+    ctx = ctx_for(rng, n_classes=2, data=data, idx=idx, crop=crop)
     return subset, data, idx, x, ctx
 
 
@@ -515,9 +515,9 @@ def test_same_generator_seed_same_output(name):
     method = build_method(name, {"p_generated": 1.0, "p": 1.0})
 
     def run(seed):
-        gen = torch.Generator().manual_seed(seed)
-        crop = CropFlip.sample(12, 16, gen, "cpu")
-        ctx = ctx_for(gen, data=data, idx=idx, crop=crop, step=50, total=100, dataset="cifar10")
+        rng = torch.Generator().manual_seed(seed)
+        crop = CropFlip.sample(12, 16, rng, "cpu")
+        ctx = ctx_for(rng, data=data, idx=idx, crop=crop, step=50, total=100, dataset="cifar10")
         out, t = method.apply(normalize(crop.apply(subset.images)), subset.labels, ctx)
         return out, t
 
@@ -537,9 +537,9 @@ def _generator_batch():
     """A batch of 12 crop-flipped images with the context ChimeraMix needs (tiny random generator)."""
     subset = _tiny_data()
     data = DeviceData(subset, torch.device("cpu"), 0)
-    gen = torch.Generator().manual_seed(0)
-    crop = CropFlip.sample(12, 16, gen, "cpu")
-    ctx = StepContext(0, 10, 3, gen, torch.arange(12), crop, data, _tiny_generator())
+    rng = torch.Generator().manual_seed(0)
+    crop = CropFlip.sample(12, 16, rng, "cpu")
+    ctx = StepContext(0, 10, 3, rng, torch.arange(12), crop, data, _tiny_generator())
     return subset, normalize(crop.apply(subset.images)), ctx
 
 

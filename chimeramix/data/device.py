@@ -77,21 +77,21 @@ class DeviceData:
         j = torch.as_tensor(j, device=self.device)
         return self._by_class[self._offsets[classes] + torch.minimum(j, self._counts[classes] - 1)]
 
-    def partners(self, idx: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    def partners(self, idx: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
         """For each index, a uniformly drawn image of the same class (with replacement, itself included)."""
         y = self.labels[idx]
-        j = (torch.rand(idx.shape[0], generator=gen, device=self.device) * self._counts[y]).long()
+        j = (torch.rand(idx.shape[0], generator=rng, device=self.device) * self._counts[y]).long()
         j = torch.minimum(j, self._counts[y] - 1)
         return self._by_class[self._offsets[y] + j]
 
-    def distinct_partners(self, idx: torch.Tensor, count: int, gen: torch.Generator) -> list[torch.Tensor]:
+    def distinct_partners(self, idx: torch.Tensor, count: int, rng: torch.Generator) -> list[torch.Tensor]:
         """For each index, `count` other images of its class, distinct from it and from each other (drawn
         uniformly without replacement): the partners of a composition of count + 1 parents. The class needs
         count + 1 images (config checks refuse --parents above --spc before any work)."""
         y = self.labels[idx]
         width = self._max_count
         pos = torch.arange(width, device=self.device)
-        keys = torch.rand(idx.shape[0], width, generator=gen, device=self.device)
+        keys = torch.rand(idx.shape[0], width, generator=rng, device=self.device)
         own = self._rank[idx] - self._offsets[y]  # the image's own place within its class
         # places past the class's size and the image itself sort last
         keys = torch.where((pos[None] < self._counts[y][:, None]) & (pos[None] != own[:, None]), keys, torch.full_like(keys, 2.0))

@@ -19,7 +19,7 @@ class StepContext:
     step: int
     total_steps: int
     num_classes: int
-    gen: torch.Generator
+    rng: torch.Generator
     idx: torch.Tensor | None = None  # indices of the batch in the training subset
     crop: object | None = None  # the CropFlip applied to the batch (segment maps follow it)
     data: object | None = None  # the DeviceData

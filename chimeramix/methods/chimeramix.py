@@ -70,28 +70,28 @@ class ChimeraMix(Method):
         ctx.extra["generated"] = 1.0 if replaced else 0.0
         if not replaced:
             return augment.apply(x, y, ctx) if augment is not None else (x, y)
-        data, gen = ctx.data, ctx.gen
+        data, rng = ctx.data, ctx.rng
         if self.spec.parents != 2:
             return self._apply_parents(x, y, ctx, augment), y
-        i2 = data.partners(ctx.idx, gen)
-        p2 = CropFlip.sample(len(i2), x.shape[-1], gen, x.device)
+        i2 = data.partners(ctx.idx, rng)
+        p2 = CropFlip.sample(len(i2), x.shape[-1], rng, x.device)
         x2 = normalize(p2.apply(data.images[i2]))
         seg1 = seg2 = None
         if self.spec.kind == "seg":
             seg1, seg2 = ctx.crop.apply(data.segments[ctx.idx]), p2.apply(data.segments[i2])
-        m = self.spec.sample(len(i2), self.work_size // 4, gen, x.device, seg1, seg2, data.num_segments)
+        m = self.spec.sample(len(i2), self.work_size // 4, rng, x.device, seg1, seg2, data.num_segments)
         if augment is not None:
             x, x2 = augment.apply(x, y, ctx)[0], augment.apply(x2, y, ctx)[0]
-        return compose(ctx.generator, x, x2, m, self.work_size, ctx.autocast), y
+        return compose(ctx.rngerator, x, x2, m, self.work_size, ctx.autocast), y
 
     def _apply_parents(self, x, y, ctx: StepContext, augment: Method | None):
         """K parents: the batch's images and K - 1 distinct same-class partners each, composed by K-way masks."""
-        data, gen = ctx.data, ctx.gen
-        partners = data.distinct_partners(ctx.idx, self.spec.parents - 1, gen)
-        crops = [CropFlip.sample(len(ctx.idx), x.shape[-1], gen, x.device) for _ in partners]
+        data, rng = ctx.data, ctx.rng
+        partners = data.distinct_partners(ctx.idx, self.spec.parents - 1, rng)
+        crops = [CropFlip.sample(len(ctx.idx), x.shape[-1], rng, x.device) for _ in partners]
         xs = [x, *(normalize(p.apply(data.images[i])) for p, i in zip(crops, partners))]
         seg1 = ctx.crop.apply(data.segments[ctx.idx]) if self.spec.kind == "seg" else None
-        w = self.spec.sample_parents(len(ctx.idx), self.work_size // 4, gen, x.device, seg1, data.num_segments)
+        w = self.spec.sample_parents(len(ctx.idx), self.work_size // 4, rng, x.device, seg1, data.num_segments)
         if augment is not None:
             xs = [augment.apply(xi, y, ctx)[0] for xi in xs]
-        return compose_parents(ctx.generator, xs, w, self.work_size, ctx.autocast)
+        return compose_parents(ctx.rngerator, xs, w, self.work_size, ctx.autocast)

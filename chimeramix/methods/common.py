@@ -1,7 +1,7 @@
 """Helpers the comparison methods share: soft labels, Beta draws from a given generator, boxes, partner images.
 
 Everything here draws its randomness from the `torch.Generator` it is given
-(the step's `ctx.gen`), runs batched on the batch's device, and never moves a
+(the step's `ctx.rng`), runs batched on the batch's device, and never moves a
 value to the host, so a training step stays free of device syncs and a resumed
 run repeats the same numbers.
 """
@@ -22,8 +22,8 @@ def soft_targets(target: torch.Tensor, num_classes: int) -> torch.Tensor:
     return target.float()
 
 
-def sample_gamma(shape, alpha: float, gen: torch.Generator, device, tries: int = 16) -> torch.Tensor:
-    """Gamma(alpha, 1) draws using only `gen` (torch's own Gamma sampler takes no generator).
+def sample_gamma(shape, alpha: float, rng: torch.Generator, device, tries: int = 16) -> torch.Tensor:
+    """Gamma(alpha, 1) draws using only `rng` (torch's own Gamma sampler takes no generator).
 
     Marsaglia & Tsang (2000) for alpha >= 1: propose d * v with v = (1 + c z)^3,
     z ~ N(0, 1); accept when log u < z^2 / 2 + d - d v + d log v. Its acceptance
@@ -37,8 +37,8 @@ def sample_gamma(shape, alpha: float, gen: torch.Generator, device, tries: int =
     a = alpha if alpha >= 1 else alpha + 1.0
     d = a - 1.0 / 3.0
     c = 1.0 / (9.0 * d) ** 0.5
-    z = torch.randn(*shape, tries, generator=gen, device=device)
-    u = torch.rand(*shape, tries, generator=gen, device=device)
+    z = torch.randn(*shape, tries, generator=rng, device=device)
+    u = torch.rand(*shape, tries, generator=rng, device=device)
     v = (1 + c * z) ** 3
     pos = v > 0
     logv = torch.log(torch.where(pos, v, torch.ones_like(v)))
@@ -47,14 +47,14 @@ def sample_gamma(shape, alpha: float, gen: torch.Generator, device, tries: int =
     first = torch.argmax(ok.to(torch.int8), dim=-1, keepdim=True)
     g = (d * v.clamp_min(0)).gather(-1, first).squeeze(-1)
     if alpha < 1:
-        g = g * torch.rand(shape, generator=gen, device=device) ** (1.0 / alpha)
+        g = g * torch.rand(shape, generator=rng, device=device) ** (1.0 / alpha)
     return g
 
 
-def sample_beta(shape, a: float, b: float, gen: torch.Generator, device) -> torch.Tensor:
-    """Beta(a, b) = G_a / (G_a + G_b) with two Gamma draws from `gen`."""
-    ga = sample_gamma(shape, a, gen, device)
-    gb = sample_gamma(shape, b, gen, device)
+def sample_beta(shape, a: float, b: float, rng: torch.Generator, device) -> torch.Tensor:
+    """Beta(a, b) = G_a / (G_a + G_b) with two Gamma draws from `rng`."""
+    ga = sample_gamma(shape, a, rng, device)
+    gb = sample_gamma(shape, b, rng, device)
     return ga / (ga + gb).clamp_min(torch.finfo(ga.dtype).tiny)
 
 
@@ -77,9 +77,9 @@ def centred_boxes(cy: torch.Tensor, cx: torch.Tensor, bh, bw, h: int, w: int):
     return y1.clamp(0, h), x1.clamp(0, w), (y1 + bh).clamp(0, h), (x1 + bw).clamp(0, w)
 
 
-def augmented_images(data, idx: torch.Tensor, size: int, gen: torch.Generator) -> torch.Tensor:
+def augmented_images(data, idx: torch.Tensor, size: int, rng: torch.Generator) -> torch.Tensor:
     """Training images `idx`, crop + flip augmented and normalised like the batch (float, [-1, 1])."""
-    crop = CropFlip.sample(len(idx), size, gen, data.device)
+    crop = CropFlip.sample(len(idx), size, rng, data.device)
     return normalize(crop.apply(data.images[idx]))
 
 

@@ -61,8 +61,8 @@ class Cutout(Method):
     def apply(self, x, y, ctx: StepContext):
         n, _, h, w = x.shape
         side = self.side(ctx, w)
-        cy = torch.randint(0, h, (n,), generator=ctx.gen, device=x.device)
-        cx = torch.randint(0, w, (n,), generator=ctx.gen, device=x.device)
+        cy = torch.randint(0, h, (n,), generator=ctx.rng, device=x.device)
+        cx = torch.randint(0, w, (n,), generator=ctx.rng, device=x.device)
         hole = box_masks(*centred_boxes(cy, cx, side, side, h, w), h, w)
         return x.masked_fill(hole, 0.0), y
 
@@ -96,12 +96,12 @@ class RandomErasing(Method):
         if self.r1 > 1:
             raise ChimeraMixError(f"random-erasing: r1 must be in (0, 1] (aspect ratios run from r1 to 1/r1), got {o['r1']!r}")
 
-    def boxes(self, n: int, h: int, w: int, gen: torch.Generator, device):
+    def boxes(self, n: int, h: int, w: int, rng: torch.Generator, device):
         """Per-sample (y1, x1, y2, x2, erase): the first fitting attempt; erase is False where none fits or the coin says no."""
         a = self.attempts
-        area = (self.sl + (self.sh - self.sl) * torch.rand(n, a, generator=gen, device=device)) * (h * w)
+        area = (self.sl + (self.sh - self.sl) * torch.rand(n, a, generator=rng, device=device)) * (h * w)
         lo, hi = self.r1, 1.0 / self.r1
-        aspect = lo + (hi - lo) * torch.rand(n, a, generator=gen, device=device)
+        aspect = lo + (hi - lo) * torch.rand(n, a, generator=rng, device=device)
         bh = torch.round(torch.sqrt(area * aspect)).long()
         bw = torch.round(torch.sqrt(area / aspect)).long()
         fits = (bh < h) & (bw < w) & (bh > 0) & (bw > 0)
@@ -109,14 +109,14 @@ class RandomErasing(Method):
         bh, bw = bh.gather(1, first)[:, 0], bw.gather(1, first)[:, 0]
         ok = fits.gather(1, first)[:, 0]
         # top-left corner uniform in [0, h - bh] x [0, w - bw] (inclusive, as random.randint in their code)
-        y1 = (torch.rand(n, generator=gen, device=device) * (h - bh + 1)).long().clamp_max(h - bh)
-        x1 = (torch.rand(n, generator=gen, device=device) * (w - bw + 1)).long().clamp_max(w - bw)
-        coin = torch.rand(n, generator=gen, device=device) < self.p
+        y1 = (torch.rand(n, generator=rng, device=device) * (h - bh + 1)).long().clamp_max(h - bh)
+        x1 = (torch.rand(n, generator=rng, device=device) * (w - bw + 1)).long().clamp_max(w - bw)
+        coin = torch.rand(n, generator=rng, device=device) < self.p
         return y1, x1, y1 + bh, x1 + bw, ok & coin
 
     def apply(self, x, y, ctx: StepContext):
         n, c, h, w = x.shape
-        y1, x1, y2, x2, erase = self.boxes(n, h, w, ctx.gen, x.device)
+        y1, x1, y2, x2, erase = self.boxes(n, h, w, ctx.rng, x.device)
         box = box_masks(y1, x1, y2, x2, h, w) & erase.view(n, 1, 1, 1)
-        noise = torch.rand(x.shape, generator=ctx.gen, device=x.device, dtype=x.dtype) * 2 - 1
+        noise = torch.rand(x.shape, generator=ctx.rng, device=x.device, dtype=x.dtype) * 2 - 1
         return torch.where(box, noise, x), y

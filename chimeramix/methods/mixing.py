@@ -4,7 +4,7 @@ None of them fits a kornia or torchvision class: kornia.augmentation.RandomMixUp
 and RandomCutMixV2 draw from torch's global RNG (not the step's generator, so a
 resumed run would not repeat its numbers) and return their own label format;
 torchvision.transforms.v2.MixUp/CutMix draw one lambda from torch's global
-Gamma sampler too. The code below is short and draws everything from ctx.gen.
+Gamma sampler too. The code below is short and draws everything from ctx.rng.
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ class MixUp(Method):
 
     def apply(self, x, y, ctx: StepContext):
         n = x.shape[0]
-        lam = sample_beta((1,), self.alpha, self.alpha, ctx.gen, x.device)
-        perm = torch.randperm(n, generator=ctx.gen, device=x.device)
+        lam = sample_beta((1,), self.alpha, self.alpha, ctx.rng, x.device)
+        perm = torch.randperm(n, generator=ctx.rng, device=x.device)
         t = soft_targets(y, ctx.num_classes)
         xm = lam.view(1, 1, 1, 1) * x + (1 - lam.view(1, 1, 1, 1)) * x[perm]
         tm = lam.view(1, 1) * t + (1 - lam.view(1, 1)) * t[perm]
@@ -70,14 +70,14 @@ class CutMix(Method):
 
     def apply(self, x, y, ctx: StepContext):
         n, _, h, w = x.shape
-        dev, gen = x.device, ctx.gen
-        lam = sample_beta((1,), self.alpha, self.alpha, gen, dev)
-        on = torch.rand(1, generator=gen, device=dev) < self.p
-        perm = torch.randperm(n, generator=gen, device=dev)
+        dev, rng = x.device, ctx.rng
+        lam = sample_beta((1,), self.alpha, self.alpha, rng, dev)
+        on = torch.rand(1, generator=rng, device=dev) < self.p
+        perm = torch.randperm(n, generator=rng, device=dev)
         cut = torch.sqrt(1 - lam)
         bh, bw = (h * cut).long().expand(n), (w * cut).long().expand(n)  # int(), as their code
-        cy = torch.randint(0, h, (n,), generator=gen, device=dev)
-        cx = torch.randint(0, w, (n,), generator=gen, device=dev)
+        cy = torch.randint(0, h, (n,), generator=rng, device=dev)
+        cx = torch.randint(0, w, (n,), generator=rng, device=dev)
         box = box_masks(*centred_boxes(cy, cx, bh, bw, h, w), h, w) & on.view(1, 1, 1, 1)
         keep = 1 - box.flatten(1).float().mean(1, keepdim=True)  # lam corrected to the clipped area
         t = soft_targets(y, ctx.num_classes)
@@ -87,7 +87,7 @@ class CutMix(Method):
 ZETA_GAMMA_MIN = 1.72865  # zeta(gamma) = 2 here: the top weight 1 / zeta(gamma) equals the sum of all the others
 
 
-def zeta_weights(n: int, k: int, gamma: float, gen: torch.Generator, device) -> torch.Tensor:
+def zeta_weights(n: int, k: int, gamma: float, rng: torch.Generator, device) -> torch.Tensor:
     """Mixing weights, n outputs x n inputs: row r gives input i the weight s_ri^-gamma / sum_{j<=k} j^-gamma.
 
     s_r is a random permutation of 1..n per output row (ranks beyond k get
@@ -96,7 +96,7 @@ def zeta_weights(n: int, k: int, gamma: float, gen: torch.Generator, device) -> 
     base = torch.arange(1, n + 1, device=device, dtype=torch.float32).pow(-gamma)
     base[k:] = 0
     base = base / base.sum()
-    ranks = torch.argsort(torch.rand(n, n, generator=gen, device=device), dim=1)  # a random permutation per row
+    ranks = torch.argsort(torch.rand(n, n, generator=rng, device=device), dim=1)  # a random permutation per row
     return base[ranks]
 
 
@@ -130,7 +130,7 @@ class ZetaMixup(Method):
     def apply(self, x, y, ctx: StepContext):
         n = x.shape[0]
         k = n if self.n is None else min(self.n, n)
-        wts = zeta_weights(n, k, self.gamma, ctx.gen, x.device)
+        wts = zeta_weights(n, k, self.gamma, ctx.rng, x.device)
         xm = torch.einsum("ri,ichw->rchw", wts, x)
         return xm, wts @ soft_targets(y, ctx.num_classes)
 
@@ -173,8 +173,8 @@ class SamplePairing(Method):
         ctx.extra["paired"] = self.p if on else 0.0
         if not on or self.p == 0.0:
             return x, y
-        n, gen, data = x.shape[0], ctx.gen, ctx.data
-        j = torch.randint(0, data.n, (n,), generator=gen, device=x.device)
-        x2 = augmented_images(data, j, x.shape[-1], gen)
-        pair = (torch.rand(n, generator=gen, device=x.device) < self.p).view(n, 1, 1, 1)
+        n, rng, data = x.shape[0], ctx.rng, ctx.data
+        j = torch.randint(0, data.n, (n,), generator=rng, device=x.device)
+        x2 = augmented_images(data, j, x.shape[-1], rng)
+        pair = (torch.rand(n, generator=rng, device=x.device) < self.p).view(n, 1, 1, 1)
         return torch.where(pair, 0.5 * (x + x2), x), y

@@ -45,8 +45,8 @@ class _PixelMix(Method):
         ctx.extra["mixed"] = 1.0 if replaced else 0.0
         if not replaced:
             return x, y
-        i2 = ctx.data.partners(ctx.idx, ctx.gen)
-        crop2 = CropFlip.sample(len(i2), x.shape[-1], ctx.gen, x.device)
+        i2 = ctx.data.partners(ctx.idx, ctx.rng)
+        crop2 = CropFlip.sample(len(i2), x.shape[-1], ctx.rng, x.device)
         x2 = normalize(crop2.apply(ctx.data.images[i2]))
         m = self.masks(x, ctx, i2, crop2).to(x.dtype)
         return m * x + (1 - m) * x2, y
@@ -70,7 +70,7 @@ class GridMix(_PixelMix):
             self.label += f" ({self.spec.grid_offset} offset)"
 
     def masks(self, x, ctx, i2, crop2):
-        m = self.spec.sample(x.shape[0], self.work, ctx.gen, x.device)
+        m = self.spec.sample(x.shape[0], self.work, ctx.rng, x.device)
         return M.to_feature_size(m, x.shape[-1], "nearest")
 
 
@@ -107,4 +107,4 @@ class SegMix(_PixelMix):
             raise ChimeraMixError("segmix needs the segment maps of the training images: build DeviceData with segments "
                                   "(fit-classifier does this for a method with needs_segments)")
         seg1, seg2 = ctx.crop.apply(data.segments[ctx.idx]), crop2.apply(data.segments[i2])
-        return self.spec.sample(x.shape[0], x.shape[-1], ctx.gen, x.device, seg1, seg2, data.num_segments)
+        return self.spec.sample(x.shape[0], x.shape[-1], ctx.rng, x.device, seg1, seg2, data.num_segments)

@@ -15,7 +15,7 @@ Why not kornia or torchvision as they are:
 So the policy tables and magnitude spaces are taken from torchvision (the
 reference), and the operations are re-implemented batched with per-sample
 parameters: every sample draws its own sub-policy / operation, magnitude bin
-and sign from ctx.gen. One "slot" applies to each sample exactly one operation
+and sign from ctx.rng. One "slot" applies to each sample exactly one operation
 (or none): the affine operations share one grid_sample with per-sample
 matrices, the blend operations (brightness, colour, contrast, sharpness) one
 blend with per-sample factors and degenerate images, and the rest are
@@ -167,9 +167,9 @@ def _space(space: dict, num_bins: int, h: int, w: int, device):
     return mags.to(device), signed.to(device)
 
 
-def _signed(mags: torch.Tensor, signed: torch.Tensor, op: torch.Tensor, bins: torch.Tensor, gen, device) -> torch.Tensor:
+def _signed(mags: torch.Tensor, signed: torch.Tensor, op: torch.Tensor, bins: torch.Tensor, rng, device) -> torch.Tensor:
     m = mags[op, bins]
-    flip = signed[op] & (torch.rand(op.shape[0], generator=gen, device=device) <= 0.5)  # as torchvision: rand <= 0.5
+    flip = signed[op] & (torch.rand(op.shape[0], generator=rng, device=device) <= 0.5)  # as torchvision: rand <= 0.5
     return torch.where(flip, -m, m)
 
 
@@ -223,14 +223,14 @@ class AutoAugment(Method):
 
     def apply(self, x, y, ctx: StepContext):
         n, _, h, w = x.shape
-        dev, gen = x.device, ctx.gen
+        dev, rng = x.device, ctx.rng
         ops, probs, bins, mags, signed = self._tables(h, w, dev)
-        sub = torch.randint(0, ops.shape[0], (n,), generator=gen, device=dev)
+        sub = torch.randint(0, ops.shape[0], (n,), generator=rng, device=dev)
         u = _to_unit(x)
         for k in range(ops.shape[1]):  # the two operations of each sub-policy, in order
             op, p, b = ops[sub, k], probs[sub, k], bins[sub, k]
-            use = torch.rand(n, generator=gen, device=dev) <= p
-            mag = _signed(mags, signed, op, b, gen, dev)
+            use = torch.rand(n, generator=rng, device=dev) <= p
+            mag = _signed(mags, signed, op, b, rng, dev)
             u = apply_ops(u, torch.where(use, op, torch.zeros_like(op)), mag)
         return _from_unit(u), y
 
@@ -260,11 +260,11 @@ class TrivialAugment(Method):
 
     def apply(self, x, y, ctx: StepContext):
         n, _, h, w = x.shape
-        dev, gen = x.device, ctx.gen
+        dev, rng = x.device, ctx.rng
         ops, mags, signed = self._tables(h, w, dev)
-        op = ops[torch.randint(0, len(ops), (n,), generator=gen, device=dev)]
-        b = torch.randint(0, self.bins, (n,), generator=gen, device=dev)
-        mag = _signed(mags, signed, op, b, gen, dev)
+        op = ops[torch.randint(0, len(ops), (n,), generator=rng, device=dev)]
+        b = torch.randint(0, self.bins, (n,), generator=rng, device=dev)
+        mag = _signed(mags, signed, op, b, rng, dev)
         return _from_unit(apply_ops(_to_unit(x), op, mag)), y
 
 

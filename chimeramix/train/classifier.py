@@ -56,9 +56,9 @@ def check_generator_split(gen_info: dict, split_key: dict, gen_dir) -> None:
 
 
 class ClassifierTrainer:
-    def __init__(self, cfg: ClassifierConfig, data: DeviceData, gen: torch.Generator, method, G=None,
+    def __init__(self, cfg: ClassifierConfig, data: DeviceData, rng: torch.Generator, method, G=None,
                  speed: SpeedOptions | None = None):
-        self.cfg, self.data, self.gen, self.method, self.G = cfg, data, gen, method, G
+        self.cfg, self.data, self.rng, self.method, self.G = cfg, data, rng, method, G
         self.speed = sp = speed or SpeedOptions.resolve(data.device, cfg.amp, cfg.channels_last, cfg.fused, cfg.compile)
         self.model = sp.prepare_module(build_classifier(cfg.arch, len(data.classes), cfg.dropout).to(data.device))
         self._forward = sp.compiled(self.model)
@@ -70,7 +70,7 @@ class ClassifierTrainer:
 
     def state(self) -> TrainState:
         return TrainState({"classifier": self.model, **{f"method.{k}": m for k, m in self.extra_modules.items()}},
-                          {"sgd": self.opt}, self.gen)
+                          {"sgd": self.opt}, self.rng)
 
     def step(self, step: int) -> dict[str, torch.Tensor]:
         cfg, data = self.cfg, self.data
@@ -78,10 +78,10 @@ class ClassifierTrainer:
             g["lr"] = cosine_lr(cfg.lr, step, cfg.steps)
         self.model.train()
         idx = data.batch_indices(step, cfg.batch_size)
-        crop = CropFlip.sample(len(idx), data.images.shape[-1], self.gen, data.device)
+        crop = CropFlip.sample(len(idx), data.images.shape[-1], self.rng, data.device)
         x = normalize(crop.apply(data.images[idx]))
         autocast = lambda: self.speed.autocast(data.device)  # noqa: E731
-        ctx = StepContext(step, cfg.steps, len(data.classes), self.gen, idx, crop, data, self.G,
+        ctx = StepContext(step, cfg.steps, len(data.classes), self.rng, idx, crop, data, self.G,
                           steps_per_epoch=self.steps_per_epoch, dataset=cfg.data, autocast=autocast)
         # Methods run in fp32 (mixing weights, soft labels, policies' pixel ops); only networks enter autocast.
         x, target = self.method.apply(x, data.labels[idx], ctx)
@@ -217,9 +217,9 @@ def fit_classifier(cfg: ClassifierConfig, *, resume: bool | str = False, force: 
         if (method.needs_generator and method.options.get("mask") == "seg") or method.needs_segments:
             segments = _segments_at_native(prep.subset, gen_info["config"] if gen_info else None, method.options, cfg.seg_view)
         progress.message(f"classifier {cfg.arch} ({method.label}): {len(prep.subset)} images, {cfg.steps} steps on {prep.device}")
-        gen = seeded_generator(prep.device, cfg.seed, stream=2)
+        rng = seeded_generator(prep.device, cfg.seed, stream=2)
         data = DeviceData(prep.subset, prep.device, cfg.seed, segments)
-        trainer = ClassifierTrainer(cfg, data, gen, method, G, speed)
+        trainer = ClassifierTrainer(cfg, data, rng, method, G, speed)
         t0 = time.perf_counter()
         losses = stage.train(trainer.state(), trainer.step, record="mean")
         train_s = time.perf_counter() - t0

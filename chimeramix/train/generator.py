@@ -47,8 +47,8 @@ def lr_factor(step: int, total: int, milestones, gamma: float) -> float:
 class GeneratorTrainer:
     """Models, optimizers and the per-step update; usable without a run folder (tests, benchmarks)."""
 
-    def __init__(self, cfg: GeneratorConfig, data: DeviceData, gen: torch.Generator, speed: SpeedOptions | None = None):
-        self.cfg, self.data, self.gen = cfg, data, gen
+    def __init__(self, cfg: GeneratorConfig, data: DeviceData, rng: torch.Generator, speed: SpeedOptions | None = None):
+        self.cfg, self.data, self.rng = cfg, data, rng
         dev = data.device
         self.speed = sp = speed or SpeedOptions.resolve(dev, cfg.amp, cfg.channels_last, cfg.fused, cfg.compile)
         self.G = sp.prepare_module(MixingGenerator(cfg.ngf, cfg.n_res, cfg.decoder_res_blocks).to(dev))
@@ -64,37 +64,37 @@ class GeneratorTrainer:
         self._D = sp.compiled(self.D)
 
     def state(self) -> TrainState:
-        return TrainState({"generator": self.G, "discriminator": self.D}, {"g": self.opt_g, "d": self.opt_d}, self.gen)
+        return TrainState({"generator": self.G, "discriminator": self.D}, {"g": self.opt_g, "d": self.opt_d}, self.rng)
 
     def batch(self, step: int):
         """Augmented same-class pairs, a mask of the configured kind for `step`, and a way to draw another mask."""
-        cfg, data, gen = self.cfg, self.data, self.gen
+        cfg, data, rng = self.cfg, self.data, self.rng
         i1 = data.batch_indices(step, cfg.batch_size)
-        i2 = data.partners(i1, gen)
-        p1 = CropFlip.sample(len(i1), cfg.work_size, gen, data.device)
-        p2 = CropFlip.sample(len(i1), cfg.work_size, gen, data.device)
+        i2 = data.partners(i1, rng)
+        p1 = CropFlip.sample(len(i1), cfg.work_size, rng, data.device)
+        p2 = CropFlip.sample(len(i1), cfg.work_size, rng, data.device)
         x1, x2 = normalize(p1.apply(data.images[i1])), normalize(p2.apply(data.images[i2]))
         seg1 = seg2 = None
         if cfg.mask == "seg":
             seg1, seg2 = p1.apply(data.segments[i1]), p2.apply(data.segments[i2])
 
         def draw():
-            return self.masks.sample(len(i1), self.feature_size, gen, data.device, seg1, seg2, data.num_segments)
+            return self.masks.sample(len(i1), self.feature_size, rng, data.device, seg1, seg2, data.num_segments)
 
         return self.speed.inputs(x1), self.speed.inputs(x2), draw(), draw
 
     def batch_parents(self, step: int):
         """K parents per sample (the batch's image and K - 1 distinct same-class partners), each augmented,
         one-hot K-way masks for `step` (seg rules read the first image's segments), and a way to draw another."""
-        cfg, data, gen = self.cfg, self.data, self.gen
+        cfg, data, rng = self.cfg, self.data, self.rng
         i1 = data.batch_indices(step, cfg.batch_size)
-        idx = [i1, *data.distinct_partners(i1, self.parents - 1, gen)]
-        crops = [CropFlip.sample(len(i1), cfg.work_size, gen, data.device) for _ in idx]
+        idx = [i1, *data.distinct_partners(i1, self.parents - 1, rng)]
+        crops = [CropFlip.sample(len(i1), cfg.work_size, rng, data.device) for _ in idx]
         xs = [self.speed.inputs(normalize(p.apply(data.images[i]))) for p, i in zip(crops, idx)]
         seg1 = crops[0].apply(data.segments[i1]) if cfg.mask == "seg" else None
 
         def draw():
-            return self.masks.sample_parents(len(i1), self.feature_size, gen, data.device, seg1, data.num_segments)
+            return self.masks.sample_parents(len(i1), self.feature_size, rng, data.device, seg1, data.num_segments)
 
         return xs, draw(), draw
 
@@ -145,10 +145,10 @@ class GeneratorTrainer:
             with torch.no_grad(), autocast:
                 fake = (self.G(x1, x2, draw_mask()) if pair else self.G.forward_parents(xs, draw_mask())).float()
             if pair:
-                coin = torch.rand((), generator=self.gen, device=x1.device) < 0.5  # a select, not an `if`: no host sync
+                coin = torch.rand((), generator=self.rng, device=x1.device) < 0.5  # a select, not an `if`: no host sync
                 real = torch.where(coin, x2, x1)
             else:  # one parent, uniformly drawn, picked by index_select (no host sync)
-                j = (torch.rand(1, generator=self.gen, device=x1.device) * self.parents).long().clamp_(max=self.parents - 1)
+                j = (torch.rand(1, generator=self.rng, device=x1.device) * self.parents).long().clamp_(max=self.parents - 1)
                 real = torch.stack(xs).index_select(0, j)[0]
         else:
             fake, real = mix.detach(), x1
@@ -189,9 +189,9 @@ def fit_generator(cfg: GeneratorConfig, *, resume: bool | str = False, force: bo
             return GeneratorResult(stage.out, info["step"], info.get("losses", {}), already_finished=True)
         stage.begin()
         progress.message(f"generator: {len(prep.subset)} images ({cfg.spc} per class) at {cfg.work_size}x{cfg.work_size} on {prep.device}")
-        gen = seeded_generator(prep.device, cfg.seed, stream=1)
+        rng = seeded_generator(prep.device, cfg.seed, stream=1)
         data = device_data(cfg, prep.subset, prep.device, cfg.seed)
-        trainer = GeneratorTrainer(cfg, data, gen, speed)
+        trainer = GeneratorTrainer(cfg, data, rng, speed)
         total = cfg.steps
         losses = stage.train(trainer.state(), lambda s: trainer.step(s, total), record="step")
         save_generator(stage.run.file(WEIGHTS_FILE), trainer.G, trainer.D, config, prep.split.key())
@@ -230,7 +230,7 @@ def save_samples(path, G: MixingGenerator, data: DeviceData, cfg: GeneratorConfi
     """
     if cfg.parents != 2:
         return _save_samples_parents(path, G, data, cfg, pairs)
-    gen = torch.Generator(device=data.device).manual_seed(12345)
+    rng = torch.Generator(device=data.device).manual_seed(12345)
     n_cls = len(data.classes)
     cls = torch.arange(pairs, device=data.device) % n_cls
     # the first image of each chosen class, and its second where the class has one
@@ -246,7 +246,7 @@ def save_samples(path, G: MixingGenerator, data: DeviceData, cfg: GeneratorConfi
     seg1 = data.segments[idx1] if cfg.mask == "seg" else None
     seg2 = data.segments[idx2] if cfg.mask == "seg" else None
     for _ in range(3):
-        m = spec.sample(pairs, fs, gen, data.device, seg1, seg2, data.num_segments)
+        m = spec.sample(pairs, fs, rng, data.device, seg1, seg2, data.num_segments)
         # shown at the images' resolution so the picture lines up with x1 / x2
         cols += [M.to_feature_size(m, x1.shape[-1]) * 2 - 1, G.decoder(G.mix(f1, f2, m))]
     G.train(was_training)
@@ -256,7 +256,7 @@ def save_samples(path, G: MixingGenerator, data: DeviceData, cfg: GeneratorConfi
 @torch.no_grad()
 def _save_samples_parents(path, G: MixingGenerator, data: DeviceData, cfg: GeneratorConfig, rows: int = 8) -> None:
     k = cfg.parents
-    gen = torch.Generator(device=data.device).manual_seed(12345)
+    rng = torch.Generator(device=data.device).manual_seed(12345)
     cls = torch.arange(rows, device=data.device) % len(data.classes)
     idx = [data.of_class(cls, j) for j in range(k)]  # the first K images of each shown class (K <= spc: distinct)
     xs = [normalize(data.images[i]) for i in idx]
@@ -267,7 +267,7 @@ def _save_samples_parents(path, G: MixingGenerator, data: DeviceData, cfg: Gener
     spec = M.MaskSpec.from_config(cfg)
     seg1 = data.segments[idx[0]] if cfg.mask == "seg" else None
     for _ in range(3):
-        w = spec.sample_parents(rows, fs[0].shape[-1], gen, data.device, seg1, data.num_segments)
+        w = spec.sample_parents(rows, fs[0].shape[-1], rng, data.device, seg1, data.num_segments)
         cols += [M.assignment_picture(w, xs[0].shape[-1]), G.decoder(G.mix_parents(fs, w))]
     G.train(was_training)
     save_grid(path, [denormalize(c) for c in cols])

@@ -45,7 +45,7 @@ class TrainState:
 
     modules: dict[str, nn.Module]
     optimizers: dict[str, torch.optim.Optimizer]
-    gen: torch.Generator
+    rng: torch.Generator
     extra: dict = field(default_factory=dict)
 
     def save(self, path, step: int) -> None:
@@ -56,10 +56,10 @@ class TrainState:
             t, m = ckpt.optimizer_tensors(f"optim.{name}", opt)
             tensors.update(t)
             meta["optimizers"][name] = m
-        tensors["rng.gen"] = self.gen.get_state()
+        tensors["rng.gen"] = self.rng.get_state()  # key kept from before the rename, so older checkpoints resume
         tensors["rng.cpu"] = torch.get_rng_state()
-        if torch.cuda.is_available() and self.gen.device.type == "cuda":
-            tensors["rng.cuda"] = torch.cuda.get_rng_state(self.gen.device)
+        if torch.cuda.is_available() and self.rng.device.type == "cuda":
+            tensors["rng.cuda"] = torch.cuda.get_rng_state(self.rng.device)
         ckpt.save_tensors(path, tensors, meta)
 
     def load(self, path) -> int:
@@ -68,10 +68,10 @@ class TrainState:
             ckpt.load_module(f"model.{name}", m, tensors)
         for name, opt in self.optimizers.items():
             ckpt.load_optimizer(f"optim.{name}", opt, tensors, meta["optimizers"][name])
-        self.gen.set_state(tensors["rng.gen"])
+        self.rng.set_state(tensors["rng.gen"])
         torch.set_rng_state(tensors["rng.cpu"])
         if "rng.cuda" in tensors and torch.cuda.is_available():
-            torch.cuda.set_rng_state(tensors["rng.cuda"], self.gen.device)
+            torch.cuda.set_rng_state(tensors["rng.cuda"], self.rng.device)
         self.extra.update(meta.get("extra", {}))
         return int(meta["step"])
 
