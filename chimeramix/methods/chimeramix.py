@@ -82,7 +82,7 @@ class ChimeraMix(Method):
         m = self.spec.sample(len(i2), self.work_size // 4, rng, x.device, seg1, seg2, data.num_segments)
         if augment is not None:
             x, x2 = augment.apply(x, y, ctx)[0], augment.apply(x2, y, ctx)[0]
-        return compose(ctx.rngerator, x, x2, m, self.work_size, ctx.autocast), y
+        return compose(ctx.generator, x, x2, m, self.work_size, ctx.autocast), y
 
     def _apply_parents(self, x, y, ctx: StepContext, augment: Method | None):
         """K parents: the batch's images and K - 1 distinct same-class partners each, composed by K-way masks."""
@@ -94,4 +94,4 @@ class ChimeraMix(Method):
         w = self.spec.sample_parents(len(ctx.idx), self.work_size // 4, rng, x.device, seg1, data.num_segments)
         if augment is not None:
             xs = [augment.apply(xi, y, ctx)[0] for xi in xs]
-        return compose_parents(ctx.rngerator, xs, w, self.work_size, ctx.autocast)
+        return compose_parents(ctx.generator, xs, w, self.work_size, ctx.autocast)
