@@ -35,7 +35,7 @@ app = typer.Typer(
 out = Console()
 err = Console(stderr=True)
 STATE = {"debug": False}
-DEBUG_HELP = "Show full tracebacks instead of one-line errors."
+DEBUG_HELP = "Show full tracebacks instead of one-line errors. [default: off]"
 
 
 def _version(value: bool):
@@ -120,15 +120,15 @@ Spc = Annotated[int, typer.Option(help="Training images kept per class (the firs
 Seed = Annotated[int, typer.Option(help="Data split and training seed (the paper uses 0-4).")]
 Preset = Annotated[str, typer.Option(help="Hyperparameter preset: 'paper' (the public code's procedure and settings, a GPU job), 'cpu' (the CPU protocol: the fast networks, 4,000 classifier steps) or 'fast' (minutes: smoke tests and the demo).")]
 Device = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
-OutDir = Annotated[Optional[Path], typer.Option("--out", "--out-dir", help="Run folder. [default: <checkpoints>/gen-<data>-spc<N>-seed<S>-<mask>-<preset> for fit-generator, <checkpoints>/clf-<data>-spc<N>-seed<S>-<method>[-o<hash of its options>]-<preset> for fit-classifier]")]
+OutDir = Annotated[Optional[Path], typer.Option("--out", "--out-dir", help="Run folder. [default: <checkpoints>/gen-<data>-spc<N>-seed<S>-<mask>[-<variant>...]-<preset> for fit-generator, <checkpoints>/clf-<data>-spc<N>-seed<S>-<method>[-<mask>...][-o<hash of its options>]-<preset> for fit-classifier; see checkpoints/README.md]")]
 Checkpoints = Annotated[Path, typer.Option(help="Folder in which default run folders are made.")]
 Resume = Annotated[bool, typer.Option(help="Continue an interrupted run in its folder.")]
 Force = Annotated[bool, typer.Option(help="Overwrite a finished (or unfinished) run in the output folder.")]
 Steps = Annotated[Optional[int], typer.Option(help="Total training steps. [default: preset's; paper: epochs x steps per epoch]")]
 Epochs = Annotated[Optional[int], typer.Option(help=f"Epochs of max(500 // spc, 1) repeats of the subset, when --steps is not set. [default: {GeneratorConfig.epochs}]")]
 BatchSize = Annotated[Optional[int], typer.Option(help="Batch size. [default: preset's and dataset's]")]
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
-AsJson = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout instead of a table.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars. [default: off]")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout instead of a table. [default: off]")]
 LogEvery = Annotated[Optional[int], typer.Option(help=f"Fetch, check and log the losses every N steps. [default: {GeneratorConfig.log_every} generator, {ClassifierConfig.log_every} classifier]")]
 CheckpointEvery = Annotated[Optional[int], typer.Option(help=f"Save a resumable checkpoint every N steps. [default: {default_text(GeneratorConfig, 'checkpoint_every')}]")]
 CheckpointMinutes = Annotated[Optional[float], typer.Option(help=f"Also save a checkpoint when this many minutes passed since the last one (slow devices). [default: {default_text(GeneratorConfig, 'checkpoint_minutes')}]")]
@@ -327,9 +327,9 @@ def _parse_options(pairs: list[str]) -> dict:
 @friendly
 @stage_options
 def fit_classifier_cmd(
-    generator: Annotated[Optional[Path], typer.Option(help="A finished fit-generator run folder: train with ChimeraMix compositions.")] = None,
+    generator: Annotated[Optional[Path], typer.Option(help="A finished fit-generator run folder: train with ChimeraMix compositions. [default: none]")] = None,
     method: Annotated[Optional[str], typer.Option(help="Training method (see `chimeramix methods`). [default: chimeramix with --generator, else none]")] = None,
-    option: Annotated[Optional[list[str]], typer.Option("--option", "-o", help="A method option KEY=VALUE, e.g. -o alpha=0.4 (repeatable).")] = None,
+    option: Annotated[Optional[list[str]], typer.Option("--option", "-o", help="A method option KEY=VALUE, e.g. -o alpha=0.4 (repeatable). [default: none, the method's defaults in `chimeramix methods`]")] = None,
     mask: Annotated[Optional[str], typer.Option(help="Mask kind for compositions; must match the generator run's. [default: the generator run's]")] = None,
     seg_view: Annotated[str, typer.Option(help="What the classifier stage segments for seg masks: 'classifier' (its own images, as the public code) or 'generator' (as the generator run did).")] = C.seg_view,
     parents: Annotated[Optional[int], typer.Option(help="Images per composition; must match the generator run's. [default: the generator run's]")] = None,
@@ -371,7 +371,7 @@ def report(
     runs: Annotated[Optional[list[Path]], typer.Argument(help="Classifier run folders (e.g. checkpoints/clf-*).")] = None,
     out_stem: OutPrefix = None,
     old_out: OldOut = None,
-    title: Annotated[str, typer.Option(help="Table title.")] = "",
+    title: Annotated[str, typer.Option(help="Table title. [default: each table's setting]")] = "",
     as_json: AsJson = False,
 ):
     """Mean +- std test accuracy over seeds per method, and each method's paired difference to the baseline.

@@ -36,7 +36,7 @@ def curate_cmd(
     data_dir: Annotated[Optional[Path], typer.Option(help="Where a named dataset is read from. [default: the generator run's --data-dir, else $CHIMERAMIX_DATA or ~/.cache/chimeramix]")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     force: Annotated[bool, typer.Option(help="Replace a finished curation with other settings in --out.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars. [default: off]")] = False,
 ):
     """Curate a diverse training set (Cavusoglu et al. 2021): drop near-duplicates, draw replacements from a pool.
 

@@ -42,7 +42,7 @@ def register(app: typer.Typer, *, friendly, progress, console) -> None:
         device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
         checkpoints: Annotated[Path, typer.Option(help="Folder in which run folders are made.")] = Path("checkpoints"),
         force: Annotated[bool, typer.Option(help="Retrain runs that already finished.")] = False,
-        quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+        quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars. [default: off]")] = False,
     ):
         """Every dataset x spc x seed x method; a table per (dataset, spc) and a combined one shaped like the paper's Table 1.
 
