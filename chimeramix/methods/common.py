@@ -1,4 +1,4 @@
-"""Helpers the comparison methods share: soft labels, Beta draws from a given generator, boxes, partner images.
+"""Helpers the comparison methods share: soft labels, Beta draws from a given rng (torch.Generator), boxes, partner images.
 
 Everything here draws its randomness from the `torch.Generator` it is given
 (the step's `ctx.rng`), runs batched on the batch's device, and never moves a

@@ -3,7 +3,7 @@
 kornia.augmentation.RandomErasing would fit in shape, but it fills a box with
 one constant (Zhong et al.'s published variant fills it with random values),
 samples the aspect ratio log-uniformly (their code: uniformly in (r1, 1/r1))
-and draws from torch's global RNG rather than the step's generator (so a
+and draws from torch's global RNG rather than the step's rng (so a
 resumed run would not repeat its boxes). Cutout has no kornia or torchvision
 class. Both are a few lines of batched box arithmetic here.
 """

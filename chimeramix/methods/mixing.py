@@ -1,7 +1,7 @@
 """Mixing baselines: MixUp, CutMix, zeta-mixup and SamplePairing, batched on the device.
 
 None of them fits a kornia or torchvision class: kornia.augmentation.RandomMixUpV2
-and RandomCutMixV2 draw from torch's global RNG (not the step's generator, so a
+and RandomCutMixV2 draw from torch's global RNG (not the step's rng, so a
 resumed run would not repeat its numbers) and return their own label format;
 torchvision.transforms.v2.MixUp/CutMix draw one lambda from torch's global
 Gamma sampler too. The code below is short and draws everything from ctx.rng.
