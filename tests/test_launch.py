@@ -45,6 +45,14 @@ def job_env(monkeypatch):
     # the jobs are fresh processes: they import this checkout and stay on one thread on a busy machine
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    # ... and the plain runs in this process use one thread too, or their float sums differ from the jobs' in the
+    # last bits (torch reads OMP_NUM_THREADS only when it starts)
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def graph(folder, root, methods="none,chimeramix"):
