@@ -178,3 +178,21 @@ def test_run_context_as_a_method_option_is_refused_before_any_data_is_read(tmp_p
     with pytest.raises(ChimeraMixError, match=r"'seed' is not an option of method 'gridmix'.*--seed 3"):
         fit_classifier(cfg, root=tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_run_of_the_other_precision_is_refused_not_reused(tmp_path):
+    """--amp is not in the folder name, but a bf16 request must not get an fp32 run back (nor continue one)."""
+    first = fit_classifier(clf(steps=2, amp="off"), root=tmp_path)
+    info = json.loads((first.run_dir / "run.json").read_text())
+    assert info["precision"] == "fp32"
+    with pytest.raises(ChimeraMixError, match=r"trained in fp32; this one asks for bf16 \(--amp on"):
+        fit_classifier(clf(steps=2, amp="on"), root=tmp_path)
+    assert json.loads((first.run_dir / "run.json").read_text()) == info  # untouched
+    assert fit_classifier(clf(steps=2, amp="auto"), root=tmp_path).already_finished  # auto on the CPU is fp32
+    # a run.json from before the field: its config tells the precision when the device is known
+    del info["precision"]
+    (first.run_dir / "run.json").write_text(json.dumps(info))
+    with pytest.raises(ChimeraMixError, match="trained in fp32"):
+        fit_classifier(clf(steps=2, amp="on"), root=tmp_path)
+    again = fit_classifier(clf(steps=2, amp="on"), root=tmp_path, force=True)
+    assert json.loads((again.run_dir / "run.json").read_text())["precision"] == "bf16"

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..config import RUNTIME_FIELDS
+from ..errors import ChimeraMixError
 from ..plots import read_metrics, save_loss_curves
 from ..progress import Progress
 from ..runs import METRICS_FILE, SPLIT_FILE, STATE_FILE, RunDir, new_info, prepare
@@ -51,6 +52,7 @@ class Stage:
         self.prep.split.save(self.run.file(SPLIT_FILE))
         self.info = self.run.info() if self.run.resumed else new_info(self.kind, self.config, self.prep.split.to_dict(),
                                                                       self.cfg.steps)
+        self.info.setdefault("precision", _precision(self.config, self.prep.device))
         return self.info
 
     def train(self, state: TrainState, step_fn: Callable, record: str) -> dict[str, float]:
@@ -72,4 +74,41 @@ def open_stage(kind: str, tag: str, suffix: str, cfg, config: dict, prep: Prepar
                progress: Progress) -> Stage:
     """Lock and check the run folder (cfg.out, else <root>/<tag>-<data>-spc<N>-seed<S>-<suffix>-<preset>)."""
     out = run_path(cfg, tag, suffix, root)
-    return Stage(kind, cfg, config, prep, prepare(out, kind, config, resume, force, ignore=RUNTIME_FIELDS), progress)
+    run = prepare(out, kind, config, resume, force, ignore=RUNTIME_FIELDS)
+    try:
+        _check_precision(run, config, prep.device)
+    except BaseException:
+        run.close()
+        raise
+    return Stage(kind, cfg, config, prep, run, progress)
+
+
+def _precision(config: dict, device) -> str:
+    from ..report import precision_of
+
+    return precision_of({"config": config, "device": str(device)})
+
+
+def _check_precision(run: RunDir, config: dict, device) -> None:
+    """--amp is a speed switch and not in the folder name, but bf16 and fp32 runs are different measurements
+    (reports keep them apart): a finished or unfinished run of the other precision is refused, never reused or
+    continued. Runs from before run.json recorded its precision are checked when their config tells it."""
+    if not (run.already_finished or run.resumed):
+        return
+    info = run.info()
+    old = info.get("precision")
+    if old is None:
+        cfg = info.get("config", {})
+        device_known = (info.get("result") or {}).get("device") or (cfg.get("device") if cfg.get("device") != "auto" else None)
+        if cfg.get("amp", "auto") == "auto" and not device_known:
+            return  # auto on an unknown device: cannot tell
+        from ..report import precision_of
+
+        old = precision_of({"config": cfg, "device": device_known})
+    new = _precision(config, device)
+    if old != new:
+        state = "finished" if run.already_finished else "unfinished"
+        raise ChimeraMixError(
+            f"the {state} run in {run.path} trained in {old}; this one asks for {new} (--amp {config.get('amp', 'auto')} on "
+            f"{device}): choose another --out or --checkpoints, or --force to replace it"
+        )
