@@ -47,7 +47,7 @@ from .masks import check_choice
 from .outfolder import (check_class_name, check_out, count_test_set, finished_manifest, make_temp, plan_test_set,
                         publish, recover, side, write_png, write_test_set)
 from .progress import SILENT, Progress
-from .runs import read_run, versions
+from .runs import versions
 
 KIND = "curate"
 REPORT = "report.md"
@@ -309,18 +309,6 @@ class CurateResult:
         return self.out / CHANGES
 
 
-def _finished_classifier(run: Path) -> dict:
-    from .train.classifier import WEIGHTS_FILE
-
-    if not run.exists():
-        raise ChimeraMixError(f"classifier run folder {run} does not exist: pass the folder that fit-classifier wrote")
-    info = read_run(run, "classifier")
-    if info.get("status") != "finished" or not (run / WEIGHTS_FILE).is_file():
-        raise ChimeraMixError(f"the classifier run in {run} has not finished: finish it with "
-                              f"`chimeramix fit-classifier --resume --out {run}`")
-    return info
-
-
 def _classifier_split(info: dict, split, run: Path) -> list[int]:
     """Refuse a classifier of another split (naming the fields); its training rows (subset positions)."""
     theirs = info.get("split", {})
@@ -349,7 +337,7 @@ def curate_dataset(data: str, spc: int, generator: str | Path, classifier: str |
     a `classical_share` are classical augmentations of real images and the rest ChimeraMix compositions."""
     from .export import config_hash, finished_generator
     from .train.classifier import WEIGHTS_FILE as CLF_WEIGHTS
-    from .train.classifier import check_generator_split
+    from .train.classifier import check_generator_split, finished_classifier
     from .train.generator import WEIGHTS_FILE as GEN_WEIGHTS
 
     for name, value, low in (("--spc", spc, 1), ("--seed", seed, 0), ("--k", k, 1), ("--iterations", iterations, 0),
@@ -368,7 +356,7 @@ def curate_dataset(data: str, spc: int, generator: str | Path, classifier: str |
     check_choice("--seg-view", seg_view, SEG_VIEWS)
     gen_dir, clf_dir = Path(generator).expanduser(), Path(classifier).expanduser()
     gen_info = finished_generator(gen_dir)
-    clf_info = _finished_classifier(clf_dir)
+    clf_info = finished_classifier(clf_dir)
     cfg = gen_info["config"]
 
     source = open_source(data, data_dir or cfg.get("data_dir"), cfg.get("image_size"))

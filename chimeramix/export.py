@@ -106,7 +106,7 @@ def export_dataset(generator: str | Path, out: str | Path, per_class: int, *, wi
         check_class_name(c)
     G, _ = load_generator(gen_dir, dev)
     entries, mask_info = plan_compositions(cfg, split, subset, classes, per_class, seed, seg_view, progress)
-    work, fs, num_segments = mask_info["work_size"], mask_info["feature_size"], mask_info["num_segments"]
+    work, fs = mask_info["work_size"], mask_info["feature_size"]
     real = [real_entry(split, subset, classes, s) for s in range(len(subset))] if with_real else []
     n_test = count_test_set(source, test_files)
 

@@ -8,7 +8,6 @@ A set is written as
 
 from __future__ import annotations
 
-import os
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -138,7 +137,7 @@ class ImageSetSpec:
 
 def parse_set(spec: str, data_dir: str | Path | None = None, what: str = "SET") -> ImageSetSpec:
     """Resolve a SET or REFERENCE argument (see the module's docstring); refuses anything else in one line."""
-    from .data.folder import IMAGE_EXTENSIONS
+    from .data.folder import IMAGE_EXTENSIONS, images_under
     from .data.sources import known_names, open_source
 
     spec = str(spec)
@@ -150,13 +149,7 @@ def parse_set(spec: str, data_dir: str | Path | None = None, what: str = "SET") 
     if path.is_dir():
         if (path / "train").is_dir() and (path / "test").is_dir():
             raise ChimeraMixError(f"{what} {spec} holds train/ and test/: name one split, {spec}:train or {spec}:test")
-        files = sorted(
-            Path(dirpath) / name
-            for dirpath, dirnames, names in os.walk(path)
-            if not any(part.startswith(".") for part in Path(dirpath).relative_to(path).parts)
-            for name in names
-            if Path(name).suffix.lower() in IMAGE_EXTENSIONS and not name.startswith(".")
-        )
+        files = images_under(path)
         if not files:
             raise ChimeraMixError(f"{what} {spec} has no images ({', '.join(IMAGE_EXTENSIONS)}) in it or its subfolders: "
                                   "pass a folder that holds images")
@@ -271,22 +264,11 @@ class ClassifierEmbedding:
 
 def load_classifier_embedding(run: str | Path, device="cpu") -> ClassifierEmbedding:
     """The penultimate (global-average-pooled) features of a finished fit-classifier run, in eval mode."""
-    from . import checkpoint as ckpt
-    from .models import build_classifier
-    from .runs import read_run
-    from .train.classifier import WEIGHTS_FILE
+    from .train.classifier import load_classifier_network
 
     run = Path(run)
-    info = read_run(run, "classifier")
-    if info.get("status") != "finished" or not (run / WEIGHTS_FILE).is_file():
-        raise ChimeraMixError(f"the classifier run in {run} has not finished: finish it with "
-                              f"`chimeramix fit-classifier --resume --out {run}`")
-    tensors, meta = ckpt.load_tensors(run / WEIGHTS_FILE)
-    cfg = meta.get("config") or info["config"]
-    classes = meta.get("classes") or info["result"]["classes"]
-    size = (meta.get("split") or info["result"]["split"])["image_size"]
-    model = build_classifier(cfg["arch"], len(classes), cfg.get("dropout", 0.3))
-    ckpt.load_module("classifier", model, tensors)
+    net = load_classifier_network(run)
+    model = net.model
     if hasattr(model, "features"):  # the Wide ResNets: BN-ReLU, global average pool
         dim, embed, head = model.features_dim, model.features, model.fc
     else:  # torchvision's ResNet-50: everything before fc
@@ -294,7 +276,7 @@ def load_classifier_embedding(run: str | Path, device="cpu") -> ClassifierEmbedd
         embed = model
     model.to(device).eval().requires_grad_(False)
     head.to(device).eval().requires_grad_(False)
-    return ClassifierEmbedding(embed, (int(size[0]), int(size[-1])), dim, run, head)
+    return ClassifierEmbedding(embed, net.image_size, dim, run, head)
 
 
 # ---------------------------------------------------------------- the whole comparison

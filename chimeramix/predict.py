@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -50,39 +49,26 @@ class Classifier:
 
 def load_classifier(run: str | Path, device: str = "auto") -> Classifier:
     """The network of a finished fit-classifier run, ready for `predict`; refuses other folders in one line."""
-    from . import checkpoint as ckpt
     from .data import named
     from .data.device import resolve_device
     from .data.embedded import EMBEDDED
-    from .models import build_classifier
-    from .runs import read_run
     from .speed import SpeedOptions
-    from .train.classifier import WEIGHTS_FILE
+    from .train.classifier import load_classifier_network
 
     run = Path(run)
-    if not run.exists():
-        raise ChimeraMixError(f"run {run} does not exist: pass a folder that fit-classifier wrote (e.g. checkpoints/clf-*)")
-    info = read_run(run, "classifier")
-    if info.get("status") != "finished" or not (run / WEIGHTS_FILE).is_file():
-        raise ChimeraMixError(f"the classifier run in {run} has not finished: finish it with "
-                              f"`chimeramix fit-classifier --resume --out {run}`")
+    net = load_classifier_network(run)
+    cfg = net.config
     dev = resolve_device(device)
-    tensors, meta = ckpt.load_tensors(run / WEIGHTS_FILE)
-    cfg = meta.get("config") or info["config"]
-    classes = tuple(meta.get("classes") or info["result"]["classes"])
-    size = (meta.get("split") or info["result"]["split"])["image_size"]
-    model = build_classifier(cfg["arch"], len(classes), cfg.get("dropout", 0.3))
-    ckpt.load_module("classifier", model, tensors)
     speed = SpeedOptions.resolve(dev, cfg.get("amp", "auto"), cfg.get("channels_last", "auto"), "off", "off")
-    model = speed.prepare_module(model.to(dev)).eval().requires_grad_(False)
+    model = speed.prepare_module(net.model.to(dev)).eval().requires_grad_(False)
     data = str(cfg.get("data", "")).lower()
     rule = "torch" if data in named.NAMED or data in EMBEDDED else "pil"
-    return Classifier(model, classes, (int(size[0]), int(size[-1])), run, dev, speed, rule)
+    return Classifier(model, net.classes, net.image_size, run, dev, speed, rule)
 
 
 def find_images(inputs: list[str | Path]) -> list[Path]:
     """Image files named directly, and every image under a named folder (recursively, hidden parts skipped), in order."""
-    from .data.folder import IMAGE_EXTENSIONS
+    from .data.folder import IMAGE_EXTENSIONS, images_under
 
     if not inputs:
         raise ChimeraMixError("no images given: pass image files or folders of images")
@@ -92,13 +78,7 @@ def find_images(inputs: list[str | Path]) -> list[Path]:
         if p.is_file():
             files.append(p)
         elif p.is_dir():
-            found = sorted(
-                Path(dirpath) / name
-                for dirpath, _, names in os.walk(p)
-                if not any(part.startswith(".") for part in Path(dirpath).relative_to(p).parts)
-                for name in names
-                if Path(name).suffix.lower() in IMAGE_EXTENSIONS and not name.startswith(".")
-            )
+            found = images_under(p)
             if not found:
                 raise ChimeraMixError(f"{p} has no images ({', '.join(IMAGE_EXTENSIONS)}) in it or its subfolders: "
                                       "pass a folder that holds images")

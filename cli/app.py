@@ -22,6 +22,7 @@ from chimeramix.config import P_GENERATED, ClassifierConfig, DataOptions, Genera
 from chimeramix.errors import ChimeraMixError
 
 from . import launch as L
+from .tables import note_reused, summary_table
 
 app = typer.Typer(
     name="chimeramix",
@@ -519,11 +520,8 @@ def export_cmd(
         r = export_dataset(generator, out_dir, per_class, with_real=with_real, seed=seed, seg_view=seg_view, device=device,
                            data_dir=data_dir, force=force, progress=p)
     if r.already_finished:
-        out.print(f"[yellow]{r.out} is already finished with these settings; nothing to do (--force rewrites it)[/yellow]",
-                  highlight=False, soft_wrap=True)
-    t = Table(title=f"export {r.out}", show_header=False)
-    t.add_column(no_wrap=True)
-    t.add_column(overflow="fold")  # paths stay whole on a narrow terminal
+        note_reused(out, r.out)
+    t = summary_table(f"export {r.out}")
     t.add_row("generated", f"{r.generated} ({per_class} per class)")
     t.add_row("real", str(r.real))
     t.add_row("test", str(r.test))
@@ -558,9 +556,7 @@ def fid_cmd(
     if as_json:
         print(json.dumps(r.to_dict(), indent=2, ensure_ascii=False))
         return
-    t = Table(title=r.metric, show_header=False)
-    t.add_column(no_wrap=True)
-    t.add_column(overflow="fold")  # paths stay whole on a narrow terminal
+    t = summary_table(r.metric)
     t.add_row(r.metric, f"[bold]{r.distance:.4f}[/bold]")
     t.add_row("features", escape(f"{r.features} ({r.feature_dim}-d)"))
     t.add_row("set", escape(f"{r.set} ({r.set_size} images)"))

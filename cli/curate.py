@@ -11,7 +11,8 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
-from rich.table import Table
+
+from .tables import note_reused, summary_table
 
 out = Console()
 err = Console(stderr=True)
@@ -52,11 +53,8 @@ def curate_cmd(
                            k=k, iterations=iterations, min_gain=min_gain, tries=tries, favour_difficult=favour_difficult,
                            seg_view=seg_view, data_dir=data_dir, device=device, force=force, progress=p)
     if r.already_finished:
-        out.print(f"[yellow]{r.out} is already finished with these settings; nothing to do (--force rewrites it)[/yellow]",
-                  highlight=False, soft_wrap=True)
-    t = Table(title=f"curation {r.out}", show_header=False)
-    t.add_column(no_wrap=True)
-    t.add_column(overflow="fold")  # paths stay whole on a narrow terminal
+        note_reused(out, r.out)
+    t = summary_table(f"curation {r.out}")
     c = r.counts
     t.add_row("train", f"{c['real']} real, {c['generated']} generated, {c['augmented']} augmented")
     t.add_row("per class", f"{min(r.per_class)} to {max(r.per_class)}")

@@ -14,7 +14,6 @@ import argparse
 import torch
 
 from chimeramix import masks as M
-from chimeramix.augment import resize_uint8
 from chimeramix.data import make_split, open_source
 from chimeramix.data.device import DeviceData
 

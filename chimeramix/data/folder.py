@@ -15,6 +15,18 @@ from .imageset import ImageSet, check_fits, from_numpy_hwc
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 
+def images_under(folder: Path) -> list[Path]:
+    """Every image file under `folder`, recursively, in sorted order; hidden files and folders are skipped."""
+    folder = Path(folder)
+    return sorted(
+        Path(dirpath) / name
+        for dirpath, _, names in os.walk(folder)
+        if not any(part.startswith(".") for part in Path(dirpath).relative_to(folder).parts)
+        for name in names
+        if Path(name).suffix.lower() in IMAGE_EXTENSIONS and not name.startswith(".")
+    )
+
+
 def list_classes(split_dir: Path) -> dict[str, list[Path]]:
     """Class name -> sorted image files; classes sorted as torchvision's ImageFolder sorts them."""
     if not split_dir.is_dir():

@@ -247,6 +247,45 @@ def fit_classifier(cfg: ClassifierConfig, *, resume: bool | str = False, force: 
         return ClassifierResult(stage.out, metrics["accuracy"], result)
 
 
+def finished_classifier(run_dir: str | Path) -> dict:
+    """run.json of a finished fit-classifier run that has its weights; anything else is refused in one line."""
+    from ..runs import read_run
+
+    run_dir = Path(run_dir)
+    if not run_dir.exists():
+        raise ChimeraMixError(f"classifier run folder {run_dir} does not exist: pass the folder that fit-classifier wrote "
+                              "(e.g. checkpoints/clf-*)")
+    info = read_run(run_dir, "classifier")
+    if info.get("status") != "finished" or not (run_dir / WEIGHTS_FILE).is_file():
+        raise ChimeraMixError(f"the classifier run in {run_dir} has not finished: finish it with "
+                              f"`chimeramix fit-classifier --resume --out {run_dir}`")
+    return info
+
+
+@dataclass
+class TrainedClassifier:
+    """A finished run's network (on the CPU, as built) with what reading new images needs."""
+
+    model: torch.nn.Module
+    config: dict
+    classes: tuple[str, ...]
+    image_size: tuple[int, int]
+    info: dict
+
+
+def load_classifier_network(run_dir: str | Path) -> TrainedClassifier:
+    """The weights of a finished fit-classifier run in a freshly built network (what predict and fid start from)."""
+    run_dir = Path(run_dir)
+    info = finished_classifier(run_dir)
+    tensors, meta = ckpt.load_tensors(run_dir / WEIGHTS_FILE)
+    cfg = meta.get("config") or info["config"]
+    classes = tuple(meta.get("classes") or info["result"]["classes"])
+    size = (meta.get("split") or info["result"]["split"])["image_size"]
+    model = build_classifier(cfg["arch"], len(classes), cfg.get("dropout", 0.3))
+    ckpt.load_module("classifier", model, tensors)
+    return TrainedClassifier(model, cfg, classes, (int(size[0]), int(size[-1])), info)
+
+
 def _check_parents(gen_dir, theirs: int, asked) -> None:
     """The generator learned compositions of its own K parents: another K is refused, as another mask kind is."""
     if asked is not None and asked != theirs:
