@@ -18,6 +18,8 @@ LAUNCHER ?= local
 SWEEP_DATASETS ?= cifair10,stl10
 SWEEP_SPC ?= 5,10,20
 EXTRA ?=
+# the CPU protocol's measured table that `make demo` prints after its own run (docs/results.md)
+DEMO_RECORDED ?= results/cpu-bf16-cifar10-spc10-envelope.json
 
 .PHONY: setup test demo bench sweep clean-venv help
 
@@ -44,6 +46,11 @@ demo: $(STAMP)
 	$(BIN)/chimeramix experiment --data digits --spc 10 --seeds 0-2 --preset fast --mask seg --methods none,chimeramix \
 		--gen-steps 600 --clf-steps 600 --checkpoints checkpoints/demo \
 		--device $(DEVICE) --out-prefix checkpoints/demo/results $(EXTRA)
+	@echo ""
+	@echo "The demo above shows the pipeline, not the effect. What the CPU protocol measured (recorded, not rerun here):"
+	@$(BIN)/chimeramix report $(DEMO_RECORDED) --title "Recorded: CIFAR-10 copy, 10 per class, preset cpu, 5 seeds, bf16 (docs/results.md)"
+	@echo "To measure it yourself (~70-110 min on 2 cores): make cifair10-spc10 PRESET=cpu DATA=../shared/data/cifar10 \\"
+	@echo "    METHODS=none,mixup,chimeramix MASK=both JOBS=2 LAUNCHER=submitit-local EXTRA='--amp on'"
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run --device $(DEVICE) $(EXTRA)

@@ -225,6 +225,11 @@ def _rows(results: list[dict]) -> list[Row]:
             name += " (" + ", ".join(f"{k}={_value(mine[k]) if k in mine else '-'}" for k in differ) + ")"
         seeds = sorted(per_seed)
         rows.append(Row(name, [per_seed[s][0] for s in seeds], seeds, [per_seed[s][1] for s in seeds]))
+    return _pair_with_baseline(rows)
+
+
+def _pair_with_baseline(rows: list[Row]) -> list[Row]:
+    """The baseline first, and every other row's paired difference to it over the seeds both ran."""
     rows.sort(key=lambda r: r.method != BASELINE)
     base = rows[0] if rows and rows[0].method == BASELINE else None
     for r in rows[1:] if base else []:
@@ -261,6 +266,30 @@ def group_by_setting(results: list[dict]) -> list[Table]:
         by.setdefault(json.dumps(s, sort_keys=True, default=str), (s, []))[1].append(r)
     settings = [s for s, _ in by.values()]
     return [Table(name, s, _rows(rs)) for name, (s, rs) in zip(_describe(settings), by.values())]
+
+
+def load_recorded(path: str | Path) -> list[Table]:
+    """The tables of a recorded result (experiment's <prefix>.json, or `report --json`'s output), statistics recomputed.
+
+    What a table held is the accuracies per seed; the differences, intervals and p-values follow from them, so they
+    are computed again rather than trusted, and a recorded table reads exactly as it did when it was made.
+    """
+    path = Path(path)
+    try:
+        data = read_json(path)
+    except (OSError, ValueError, UnicodeDecodeError) as e:
+        raise ChimeraMixError(f"{path} cannot be read as a recorded result ({e.__class__.__name__}): "
+                              f"pass a JSON that `chimeramix experiment --out-prefix` or `report --json` wrote") from None
+    rows = data.get("table") if isinstance(data, dict) else data
+    ok = isinstance(rows, list) and rows and all(
+        isinstance(r, dict) and {"setting", "method", "seeds", "accuracies"} <= set(r) for r in rows)
+    if not ok:
+        raise ChimeraMixError(f"{path} holds no result table (rows with setting, method, seeds and accuracies): "
+                              f"pass a JSON that `chimeramix experiment --out-prefix` or `report --json` wrote")
+    by: dict[str, list[Row]] = {}
+    for r in rows:
+        by.setdefault(r["setting"], []).append(Row(r["method"], [float(a) for a in r["accuracies"]], [int(s) for s in r["seeds"]]))
+    return [Table(name, {"recorded": str(path)}, _pair_with_baseline(rs)) for name, rs in by.items()]
 
 
 def group_by_method(results: list[dict]) -> list[Row]:

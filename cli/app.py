@@ -369,7 +369,9 @@ def fit_classifier_cmd(
 @app.command()
 @friendly
 def report(
-    runs: Annotated[Optional[list[Path]], typer.Argument(help="Classifier run folders (e.g. checkpoints/clf-*).")] = None,
+    runs: Annotated[Optional[list[Path]], typer.Argument(
+        help="Classifier run folders (e.g. checkpoints/clf-*), or recorded results: the .json that experiment "
+             "--out-prefix or report --json wrote (e.g. results/cpu-bf16-cifar10-spc10-envelope.json).")] = None,
     out_stem: OutPrefix = None,
     old_out: OldOut = None,
     title: Annotated[str, typer.Option(help="Table title. [default: each table's setting]")] = "",
@@ -379,10 +381,17 @@ def report(
 
     Runs that differ in anything but method and seed (data, spc, preset, steps, ...) go in separate tables.
     """
-    from chimeramix.report import group_by_setting, load_results, write_tables
+    from chimeramix.report import group_by_setting, load_recorded, load_results, write_tables
 
     out_stem = _prefix(out_stem, old_out)
-    tables = group_by_setting(load_results(runs or []))
+    recorded = [p for p in runs or [] if p.suffix == ".json" and p.is_file()]
+    if recorded and len(recorded) < len(runs):
+        raise ChimeraMixError("report either run folders or recorded .json results, not both: "
+                              "report the folders with --json and pass that file instead")
+    if recorded:
+        tables = [t for p in recorded for t in load_recorded(p)]
+    else:
+        tables = group_by_setting(load_results(runs or []))
     if out_stem:  # first: an unwritable --out fails before anything is printed
         md, cs, charts = write_tables(tables, out_stem, title)
     if as_json:

@@ -237,6 +237,13 @@ def test_report_prints_paired_columns_and_refuses_a_seed_clash_in_one_line(tmp_p
     r = runner.invoke(app, ["report", *map(str, runs), str(run("b0-again", "Baseline", 0, 0.31))])
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert r.exit_code == 2 and len(lines) == 1 and "b0 and" in lines[0] and "b0-again" in lines[0]
+    # the --json output is a recorded result: report prints it again, the same table; folders and a .json don't mix
+    (tmp_path / "rec.json").write_text(json.dumps(rows))
+    again = runner.invoke(app, ["report", str(tmp_path / "rec.json")], terminal_width=250)
+    first = runner.invoke(app, ["report", *map(str, runs)], terminal_width=250)
+    assert again.exit_code == 0 and again.stdout == first.stdout, again.output
+    r = runner.invoke(app, ["report", str(tmp_path / "rec.json"), str(runs[0])])
+    assert r.exit_code == 2 and "not both" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("args,word", [

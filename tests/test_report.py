@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from chimeramix.errors import ChimeraMixError
-from chimeramix.report import (classification_metrics, group_by_method, group_by_setting, load_results, paired_difference,
+from chimeramix.report import (classification_metrics, group_by_method, group_by_setting, load_recorded, load_results,
+                               paired_difference,
                                report_csv, setting_of, table_csv, table_markdown, write_tables)
 
 
@@ -202,3 +203,29 @@ def test_load_results_refuses_empty_and_foreign_folders(tmp_path):
         load_results([tmp_path])
     (tmp_path / "result.json").write_text(json.dumps(_result("Baseline", 0, 0.5)))
     assert load_results([tmp_path])[0]["run_dir"] == str(tmp_path)
+
+
+def test_a_recorded_table_reads_back_with_the_same_rows_and_recomputed_statistics(tmp_path):
+    results = [_result(m, s, a / 100, spc=spc) for spc in (2, 5) for m, base in (("Baseline", 30), ("MixUp", 33))
+               for s, a in zip((0, 1, 2), (base, base + 2, base - 1 + (m == "MixUp") * 3))]
+    tables = group_by_setting(results)
+    rows = [{"setting": t.name, **r.to_dict()} for t in tables for r in t.rows]
+    # experiment's summary (a dict with "table") and `report --json` (the bare list) both read back
+    (tmp_path / "exp.json").write_text(json.dumps({"data": "x", "table": rows}))
+    (tmp_path / "rep.json").write_text(json.dumps(rows))
+    for name in ("exp.json", "rep.json"):
+        back = load_recorded(tmp_path / name)
+        assert [t.name for t in back] == [t.name for t in tables]
+        assert [table_markdown(t.rows) for t in back] == [table_markdown(t.rows) for t in tables]
+    mixup = load_recorded(tmp_path / "rep.json")[0].rows[1]
+    # MixUp 33, 35, 35 vs 30, 32, 29: diffs 3, 3, 6
+    assert mixup.vs_baseline.diffs == pytest.approx([3, 3, 6]) and mixup.vs_baseline.mean == pytest.approx(4)
+
+
+def test_a_file_that_is_not_a_recorded_table_is_refused_in_one_line(tmp_path):
+    bad = {"broken.json": "{not json", "other.json": json.dumps({"table": [{"method": "x"}]}), "empty.json": "[]"}
+    for name, text in bad.items():
+        (tmp_path / name).write_text(text)
+        with pytest.raises(ChimeraMixError) as e:
+            load_recorded(tmp_path / name)
+        assert name in str(e.value) and "\n" not in str(e.value)
