@@ -292,6 +292,20 @@ def load_recorded(path: str | Path) -> list[Table]:
     return [Table(name, {"recorded": str(path)}, _pair_with_baseline(rs)) for name, rs in by.items()]
 
 
+def load_tables(paths: list[str | Path]) -> list[Table]:
+    """What `chimeramix report` shows: run folders grouped by setting, or the tables of recorded .json results.
+
+    The two are not mixed: a recorded table holds accuracies only, so runs could not be grouped with it by setting.
+    """
+    recorded = [Path(p) for p in paths if Path(p).suffix == ".json" and Path(p).is_file()]
+    if recorded and len(recorded) < len(paths):
+        raise ChimeraMixError("report either run folders or recorded .json results, not both: "
+                              "report the folders with --json and pass that file instead")
+    if recorded:
+        return [t for p in recorded for t in load_recorded(p)]
+    return group_by_setting(load_results(paths))
+
+
 def group_by_method(results: list[dict]) -> list[Row]:
     """One row per method of runs that share one setting; the baseline first, then in order of appearance."""
     tables = group_by_setting(results)

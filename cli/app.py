@@ -381,17 +381,10 @@ def report(
 
     Runs that differ in anything but method and seed (data, spc, preset, steps, ...) go in separate tables.
     """
-    from chimeramix.report import group_by_setting, load_recorded, load_results, write_tables
+    from chimeramix.report import load_tables, write_tables
 
     out_stem = _prefix(out_stem, old_out)
-    recorded = [p for p in runs or [] if p.suffix == ".json" and p.is_file()]
-    if recorded and len(recorded) < len(runs):
-        raise ChimeraMixError("report either run folders or recorded .json results, not both: "
-                              "report the folders with --json and pass that file instead")
-    if recorded:
-        tables = [t for p in recorded for t in load_recorded(p)]
-    else:
-        tables = group_by_setting(load_results(runs or []))
+    tables = load_tables(runs or [])
     if out_stem:  # first: an unwritable --out fails before anything is printed
         md, cs, charts = write_tables(tables, out_stem, title)
     if as_json:

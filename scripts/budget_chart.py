@@ -32,10 +32,8 @@ def main(argv=None) -> None:
         seeds = sorted(set(base) & set(meth))
         if len(seeds) < 2:
             raise SystemExit(f"{spec}: fewer than 2 seeds in both sets (baseline {sorted(base)}, method {sorted(meth)})")
-        s = paired_difference([meth[k] for k in seeds], [base[k] for k in seeds])
-        b = [base[k] for k in seeds]
-        m = [meth[k] for k in seeds]
-        rows.append((int(steps), prec, seeds, sum(b) / len(b), sum(m) / len(m), s))
+        b, m = [base[k] for k in seeds], [meth[k] for k in seeds]
+        rows.append((int(steps), prec, seeds, sum(b) / len(b), sum(m) / len(m), paired_difference(m, b)))
     rows.sort(key=lambda r: (r[0], r[1]))
 
     lines = ["| classifier steps | precision | seeds | Baseline | " + args.method + " | Δ [95% CI] | p |",

@@ -8,6 +8,7 @@ import torch
 
 from chimeramix.errors import ChimeraMixError
 from chimeramix.report import (classification_metrics, group_by_method, group_by_setting, load_recorded, load_results,
+                               load_tables,
                                paired_difference,
                                report_csv, setting_of, table_csv, table_markdown, write_tables)
 
@@ -229,3 +230,14 @@ def test_a_file_that_is_not_a_recorded_table_is_refused_in_one_line(tmp_path):
         with pytest.raises(ChimeraMixError) as e:
             load_recorded(tmp_path / name)
         assert name in str(e.value) and "\n" not in str(e.value)
+
+
+def test_load_tables_reads_folders_or_recorded_files_but_not_both(tmp_path):
+    run = tmp_path / "b0"
+    run.mkdir()
+    (run / "result.json").write_text(json.dumps(_result("Baseline", 0, 0.3)))
+    (tmp_path / "rec.json").write_text(json.dumps([{"setting": "s", "method": "Baseline", "seeds": [0], "accuracies": [30.0]}]))
+    assert [t.name for t in load_tables([run])] == ["source x, spc 5, preset fast, 1000 steps"]
+    assert [(t.name, t.rows[0].accuracies) for t in load_tables([tmp_path / "rec.json"])] == [("s", [30.0])]
+    with pytest.raises(ChimeraMixError, match="not both"):
+        load_tables([tmp_path / "rec.json", run])
