@@ -97,6 +97,7 @@ def test_fit_generator_writes_a_complete_run(tmp_path):
     assert not (d / "state.safetensors").exists()
     info = json.loads((d / "run.json").read_text())
     assert info["status"] == "finished" and info["step"] == 6
+    assert info["train_seconds"] > 0  # so a report can quote how long a generator took
     assert info["config"]["mask"] == "seg" and info["split"]["spc"] == 3 and len(info["split"]["indices"]) == 30
     assert {"torch", "kornia", "chimeramix"} <= set(info["versions"])
     rows = [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()]

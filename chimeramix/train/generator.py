@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -193,10 +194,13 @@ def fit_generator(cfg: GeneratorConfig, *, resume: bool | str = False, force: bo
         data = device_data(cfg, prep.subset, prep.device, cfg.seed)
         trainer = GeneratorTrainer(cfg, data, rng, speed)
         total = cfg.steps
+        t0 = time.perf_counter()
         losses = stage.train(trainer.state(), lambda s: trainer.step(s, total), record="step")
+        train_s = time.perf_counter() - t0
         save_generator(stage.run.file(WEIGHTS_FILE), trainer.G, trainer.D, config, prep.split.key())
         save_samples(stage.run.file("samples.png"), trainer.G, data, cfg)
-        stage.finish(losses=losses)
+        # as the classifier's result: this process's training time (a resumed run counts its last part only)
+        stage.finish(losses=losses, train_seconds=train_s)
         return GeneratorResult(stage.out, total, losses)
 
 
