@@ -142,6 +142,25 @@ class Table:
     rows: list[Row]
 
 
+# What a generator's compositions depend on besides its data split (which the classifier's split already fixes):
+# two ChimeraMix runs whose generators differ here (e.g. 1,000 vs 4,000 generator steps) are different rows.
+_NOT_RECIPE = frozenset(RUNTIME_FIELDS) | {"seed", "data", "spc", "image_size", "fingerprint", "mask"}
+
+
+def generator_recipe(config: dict) -> dict:
+    """The training config of a generator run (its run.json "config") that a classifier's result records."""
+    return {k: v for k, v in sorted(config.items()) if k not in _NOT_RECIPE}
+
+
+def _recipe_from_disk(result: dict) -> dict | None:
+    # results written before classifiers recorded their generator's recipe: read it from the generator's run.json
+    try:
+        info = read_json(Path(result["generator_run"]) / "run.json")
+        return generator_recipe(info["config"])
+    except (OSError, ValueError, UnicodeDecodeError, KeyError, TypeError, AttributeError):
+        return None
+
+
 def load_results(run_dirs: list[str | Path]) -> list[dict]:
     if not run_dirs:
         raise ChimeraMixError("no runs to report on: pass classifier run folders (e.g. checkpoints/clf-*)")
@@ -157,6 +176,10 @@ def load_results(run_dirs: list[str | Path]) -> list[dict]:
         if not isinstance(r, dict):
             raise ChimeraMixError(f"{f} is not a run result (a JSON object): it is damaged; rerun that classifier with --force")
         r["run_dir"] = str(d)
+        if r.get("generator_run") and r.get("generator_config") is None:
+            recipe = _recipe_from_disk(r)
+            if recipe is not None:
+                r["generator_config"] = recipe
         out.append(r)
     return out
 
@@ -193,6 +216,8 @@ def setting_of(result: dict) -> dict:
 def _method_key(result: dict) -> tuple[str, str]:
     # method_options repeats the run's seed, which must not split a method's row
     opts = {k: v for k, v in result.get("config", {}).get("method_options", {}).items() if k != "seed"}
+    # generators trained differently (steps, size, loss weights) make different compositions: their own rows
+    opts.update({f"generator {k}": v for k, v in (result.get("generator_config") or {}).items()})
     return result["label"], json.dumps(opts, sort_keys=True, default=str)
 
 

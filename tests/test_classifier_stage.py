@@ -58,6 +58,9 @@ def test_chimeramix_run_uses_the_frozen_generator(tmp_path, generator_run):
     res = r.result
     assert res["label"] == "ChimeraMix+Seg" and res["method"] == "chimeramix"
     assert res["generator_run"] == str(generator_run)
+    # the generator's recipe rides along, so reports keep generators trained differently in rows apart
+    gen_cfg = json.loads((generator_run / "run.json").read_text())["config"]
+    assert res["generator_config"]["steps"] == gen_cfg["steps"] and "seed" not in res["generator_config"]
     rows = [json.loads(x) for x in (r.run_dir / "metrics.jsonl").read_text().splitlines()]
     generated = [row["generated"] for row in rows]
     # logged share per 2-step interval equals the replacement decisions of those steps

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from chimeramix.errors import ChimeraMixError
-from chimeramix.report import (classification_metrics, group_by_method, group_by_setting, load_recorded, load_results,
+from chimeramix.report import (classification_metrics, generator_recipe, group_by_method, group_by_setting, load_recorded, load_results,
                                load_tables,
                                paired_difference,
                                report_csv, setting_of, table_csv, table_markdown, write_tables)
@@ -241,3 +241,32 @@ def test_load_tables_reads_folders_or_recorded_files_but_not_both(tmp_path):
     assert [(t.name, t.rows[0].accuracies) for t in load_tables([tmp_path / "rec.json"])] == [("s", [30.0])]
     with pytest.raises(ChimeraMixError, match="not both"):
         load_tables([tmp_path / "rec.json", run])
+
+
+def test_generators_trained_differently_are_rows_apart_even_on_disjoint_seeds(tmp_path):
+    # seeds 0-1 with a 1,000-step generator and seeds 2-3 with a 4,000-step one must not average into one row
+    gen = {"preset": "cpu", "steps": 1000, "ngf": 16, "seed": 0, "data": "x", "device": "cpu", "amp": "on"}
+    results = [_result("Baseline", s, 0.30) for s in range(4)]
+    results += [{**_result("ChimeraMix+Seg", s, 0.33), "generator_config": generator_recipe({**gen, "seed": s})} for s in (0, 1)]
+    results += [{**_result("ChimeraMix+Seg", s, 0.36), "generator_config": generator_recipe({**gen, "seed": s, "steps": 4000})}
+                for s in (2, 3)]
+    rows = group_by_method(results)
+    assert [(r.method, r.seeds) for r in rows] == [("Baseline", [0, 1, 2, 3]), ("ChimeraMix+Seg (generator steps=1000)", [0, 1]),
+                                                    ("ChimeraMix+Seg (generator steps=4000)", [2, 3])]
+    # the generator's seed, data path and runtime switches do not split a row
+    assert "seed" not in generator_recipe(gen) and "amp" not in generator_recipe(gen) and "data" not in generator_recipe(gen)
+
+
+def test_a_result_without_its_generator_recipe_reads_it_from_the_generator_run(tmp_path):
+    gen_dir = tmp_path / "gen"
+    gen_dir.mkdir()
+    (gen_dir / "run.json").write_text(json.dumps({"kind": "generator", "config": {"steps": 4000, "ngf": 16, "seed": 3}}))
+    clf = tmp_path / "clf"
+    clf.mkdir()
+    (clf / "result.json").write_text(json.dumps({**_result("ChimeraMix+Seg", 3, 0.4), "generator_run": str(gen_dir)}))
+    (r,) = load_results([clf])
+    assert r["generator_config"] == {"ngf": 16, "steps": 4000}
+    # a generator folder that is gone leaves the result as it was, without a recipe
+    (gen_dir / "run.json").unlink()
+    (r,) = load_results([clf])
+    assert "generator_config" not in r

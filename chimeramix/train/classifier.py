@@ -21,7 +21,7 @@ from ..methods import MethodSpec, StepContext
 from ..models import ARCHS, build_classifier
 from ..plots import save_confusion
 from ..progress import SILENT, Progress
-from ..report import classification_metrics, run_markdown
+from ..report import classification_metrics, generator_recipe, run_markdown
 from ..speed import SpeedOptions
 from .generator import load_generator
 from .loop import TrainState
@@ -234,7 +234,9 @@ def fit_classifier(cfg: ClassifierConfig, *, resume: bool | str = False, force: 
             "mean_class_accuracy": metrics["mean_class_accuracy"], "test_size": metrics["test_size"],
             "per_class": metrics["per_class"], "confusion": metrics["confusion"], "classes": list(test.classes),
             "split": prep.split.key(), "config": config, "device": str(prep.device),
-            "generator_run": str(cfg.generator) if cfg.generator else None, "train_seconds": train_s, "eval_seconds": eval_s,
+            "generator_run": str(cfg.generator) if cfg.generator else None,
+            "generator_config": generator_recipe(gen_info["config"]) if gen_info is not None else None,
+            "train_seconds": train_s, "eval_seconds": eval_s,
             "final_losses": losses,
         }
         ckpt.save_tensors(stage.run.file(WEIGHTS_FILE), ckpt.module_tensors("classifier", trainer.model),
