@@ -402,14 +402,25 @@ def _print_table(table, title: str = "") -> None:
     from chimeramix.report import table_cells
 
     head, cells = table_cells(table.rows)
+    n_seeds = sum(h.startswith("seed ") for h in head)
+    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(head)] if cells else [len(h) for h in head]
+    dropped = False
+    if n_seeds and sum(widths) + 3 * len(widths) + 1 > out.width:
+        # columns folded to a letter each are unreadable: on a narrow terminal the per-seed columns go (the .md
+        # that --out-prefix writes and --json keep them) and the summary columns stay whole
+        head, cells, widths = head[:-n_seeds], [c[:-n_seeds] for c in cells], widths[:-n_seeds]
+        dropped = True
     t = Table(title=escape(title or f"{table.name} (test accuracy %)"))
-    # the method names stay whole on a narrow terminal; the number columns fold instead
-    t.add_column(head[0], no_wrap=True, min_width=max(len(c[0]) for c in cells) if cells else None)
-    for h in head[1:]:
-        t.add_column(h, justify="right", overflow="fold")
+    # the number columns stay whole; a long method name wraps at its spaces instead
+    t.add_column(head[0])
+    for h, w in zip(head[1:], widths[1:]):
+        t.add_column(h, justify="right", no_wrap=True, min_width=min(w, 24))
     for c in ([escape(x) for x in line] for line in cells):  # "[n/a]" would read as rich markup
         t.add_row(c[0], f"[bold]{c[1]}[/bold]", *c[2:])
     out.print(t)
+    if dropped:
+        out.print(f"({n_seeds} per-seed columns left out to fit {out.width} columns: widen the terminal, or see "
+                  "--out-prefix's .md or --json)", highlight=False, soft_wrap=True)
     if any(r.vs_baseline is not None for r in table.rows):
         out.print("Δ: method minus Baseline (points) over the seeds both ran, 95% CI from the paired t; * the CI excludes 0")
 

@@ -246,6 +246,29 @@ def test_report_prints_paired_columns_and_refuses_a_seed_clash_in_one_line(tmp_p
     assert r.exit_code == 2 and "not both" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
+def test_report_on_a_narrow_terminal_leaves_out_per_seed_columns_instead_of_folding_numbers(tmp_path, monkeypatch):
+    import cli.app
+
+    # rich reads COLUMNS on every print unless a width was pinned when the console was made (COLUMNS at import)
+    monkeypatch.setattr(cli.app.out, "_width", None)
+    runs = []
+    for label, base in (("Baseline", 0.30), ("ChimeraMix+Seg (generator steps=4000)", 0.34)):
+        for seed in range(5):
+            d = tmp_path / f"{label[:4]}{seed}"
+            d.mkdir()
+            cfg = {"preset": "cpu", "steps": 4000, "method_options": {"seed": seed}}
+            (d / "result.json").write_text(json.dumps({"label": label, "accuracy": base + seed / 1000, "config": cfg,
+                                                       "split": {"source": "x", "spc": 10, "seed": seed}}))
+            runs.append(str(d))
+    narrow = runner.invoke(app, ["report", *runs], env={"COLUMNS": "80"})
+    assert narrow.exit_code == 0, narrow.output
+    assert "seed 4" not in narrow.stdout and "5 per-seed columns left out" in narrow.stdout
+    assert "+4.00 [4.00, 4.00] *" in narrow.stdout  # the difference column stays whole, not a letter per line
+    assert all(len(line) <= 80 for line in narrow.stdout.splitlines() if "│" in line)
+    wide = runner.invoke(app, ["report", *runs], env={"COLUMNS": "250"})
+    assert "seed 4" in wide.stdout and "34.40 (+4.00)" in wide.stdout and "left out" not in wide.stdout
+
+
 @pytest.mark.parametrize("args,word", [
     (["fit-generator", "--seg-mask", "halves"], "--seg-mask"),
     (["fit-generator", "--grid-offset", "diagonal"], "--grid-offset"),
