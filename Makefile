@@ -19,7 +19,8 @@ SWEEP_DATASETS ?= cifair10,stl10
 SWEEP_SPC ?= 5,10,20
 EXTRA ?=
 # the CPU protocol's measured table that `make demo` prints after its own run (docs/results.md)
-DEMO_RECORDED ?= results/cpu-bf16-cifar10-spc10-envelope.json results/cpu-bf16-cifar10-spc5-envelope.json
+DEMO_RECORDED ?= results/cpu-bf16-cifar10-spc10-envelope.json results/cpu-bf16-cifar10-spc5-envelope.json \
+	results/cpu-bf16-cifar10-spc10-gen4000.json
 
 .PHONY: setup test demo bench sweep clean-venv help
 
@@ -49,8 +50,10 @@ demo: $(STAMP)
 	@echo ""
 	@echo "The demo above shows the pipeline, not the effect. What the CPU protocol measured (recorded, not rerun here):"
 	@$(BIN)/chimeramix report $(DEMO_RECORDED) --title "Recorded: CIFAR-10 copy, preset cpu, 5 seeds, bf16 (docs/results.md)"
-	@echo "To measure it yourself (57 min measured on 2 idle cores): make cifair10-spc10 PRESET=cpu DATA=../shared/data/cifar10 \\"
-	@echo "    METHODS=none,mixup,chimeramix MASK=both JOBS=2 LAUNCHER=submitit-local EXTRA='--amp on'"
+	@echo "To measure it yourself (57 min measured at spc 5 on 2 idle cores; spc 10 runs the same steps):"
+	@echo "    make cifair10-spc10 PRESET=cpu DATA=../shared/data/cifar10 METHODS=none,mixup,chimeramix MASK=both JOBS=2 \\"
+	@echo "    LAUNCHER=submitit-local EXTRA='--amp on'    (add --gen-steps 4000 for the last table's generators: about"
+	@echo "    25 min more, estimated from their 430-470 s per generator, not timed as a whole)"
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run --device $(DEVICE) $(EXTRA)

@@ -24,3 +24,19 @@ def test_results_are_named_from_the_data_used():
     assert _prefix("cifair10-spc5", "DATA=digits") == "results/digits-spc5"
     assert _prefix("compare-stl10-spc10", "DATA=/data/my-photos") == "results/compare-my-photos-spc10"
     assert _prefix("compare-cifair100-spc20") == "results/compare-cifair100-spc20"
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_the_recorded_tables_the_demo_prints_exist_and_read_back():
+    from chimeramix.report import load_recorded
+
+    out = subprocess.run(["make", "-n", "-C", str(ROOT), "demo", "STAMP=Makefile"], capture_output=True, text=True,
+                         check=True).stdout
+    line = next(ln for ln in out.splitlines() if "chimeramix report" in ln)
+    files = [w for w in line.split() if w.endswith(".json")]
+    assert len(files) >= 2
+    for f in files:
+        tables = load_recorded(ROOT / f)
+        # each is a 5-seed comparison with the baseline, as the demo's title says
+        assert tables and all(r.seeds == [0, 1, 2, 3, 4] for t in tables for r in t.rows), f
+        assert any(r.vs_baseline is not None and r.vs_baseline.n == 5 for t in tables for r in t.rows), f
