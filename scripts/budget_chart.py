@@ -69,7 +69,8 @@ def main(argv=None) -> None:
         ax.set_xticks(sorted({r[0] for r in rows}))
         ax.set_xticklabels([f"{r // 1000}k" for r in sorted({r[0] for r in rows})])
         ax.set_xlabel("classifier steps")
-        ax.legend(fontsize=8)
+    ax1.legend(fontsize=7, loc="lower right")  # accuracies rise with steps: the lower right stays empty
+    ax2.legend(fontsize=8)
     ax1.set_ylabel("test accuracy (%), mean over seeds")
     ax2.axhline(0, color="black", linewidth=0.8)
     ax2.set_ylabel(f"{args.method} - Baseline (points), 95% CI")
