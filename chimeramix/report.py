@@ -154,10 +154,11 @@ def generator_recipe(config: dict) -> dict:
 
 def _recipe_from_disk(result: dict) -> dict | None:
     # results written before classifiers recorded their generator's recipe: read it from the generator's run.json
+    from .runs import read_run
+
     try:
-        info = read_json(Path(result["generator_run"]) / "run.json")
-        return generator_recipe(info["config"])
-    except (OSError, ValueError, UnicodeDecodeError, KeyError, TypeError, AttributeError):
+        return generator_recipe(read_run(result["generator_run"], "generator")["config"])
+    except (ChimeraMixError, OSError, KeyError, TypeError, AttributeError):  # gone, damaged or not a generator run
         return None
 
 

@@ -7,8 +7,8 @@
 Each --point is STEPS:SERIES:BASELINE_GLOB:METHOD_GLOB; SERIES names the run set the point belongs to (the
 precision, and e.g. "bf16, gen 4k" for ChimeraMix runs with another generator budget), one line per series.
 Runs pair by seed (report.paired_difference), as `report` would if the runs were one setting; `report` keeps
-other budgets and precisions apart, so the pairing across them is explicit here. Writes <out>.md (one row per point) and <out>.png (both accuracies, and the
-paired difference with its 95% interval, against steps).
+other budgets and precisions apart, so the pairing across them is explicit here. Writes <out>.md (one row per
+point) and <out>.png (both accuracies, and the paired difference with its 95% interval, against steps).
 """
 
 from __future__ import annotations
