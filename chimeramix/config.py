@@ -77,6 +77,11 @@ class GeneratorConfig(DataOptions):
     lap_levels: int = 3  # band-pass levels, no low-pass residual (the public code's LapLoss)
     lr_milestones: tuple[float, ...] = (0.3, 0.6, 0.8)
     lr_gamma: float = 0.2
+    # Short-budget levers (issue 28); run.json stores them only when they differ from these defaults
+    # (`generator_run_config`), so runs written before they existed keep their config and are reused.
+    d_lr: float | None = None  # None: the generator's lr
+    d_every: int = 1  # update D every N generator steps (a weaker discriminator)
+    warmup: float = 0.0  # linear learning-rate warm-up over this fraction of the steps
     grid_k: int = 4
     seg_scale: float | None = None
     seg_min_size: int | None = None
@@ -248,6 +253,10 @@ def check_config(cfg) -> None:
         for name in ("w_rec", "w_lap", "w_adv", "seg_sigma"):
             _real(cfg, name, at_least=0)
         _real(cfg, "lr_gamma", above=0)
+        _real(cfg, "d_lr", above=0, optional=True)
+        _whole(cfg, "d_every", 1)
+        _real(cfg, "warmup", at_least=0, below=1)
+        check_milestones(cfg.lr_milestones)
         for name in ("ngf", "ndf", "lap_levels", "grid_k"):
             _whole(cfg, name, 1)
         _whole(cfg, "n_res", 0)
@@ -301,13 +310,28 @@ def to_dict(cfg) -> dict:
     return d
 
 
+# Generator fields added after runs existed, with the value every older run trained with: stored only when different.
+LATER_GENERATOR_FIELDS = {"parents": 2, "d_lr": None, "d_every": 1, "warmup": 0.0}
+
+
 def generator_run_config(cfg: GeneratorConfig) -> dict:
-    """The config a generator run stores: every field, less `parents` when it is the paper's 2 (so the pair runs
-    written before the option existed still match and are reused); readers take a missing `parents` as 2."""
+    """The config a generator run stores: every field, less those of LATER_GENERATOR_FIELDS at their old value (so
+    runs written before the option existed still match and are reused); readers take a missing one as that value."""
     d = to_dict(cfg)
-    if d.get("parents") == 2:
-        del d["parents"]
+    for k, old in LATER_GENERATOR_FIELDS.items():
+        if k in d and d[k] == old:
+            del d[k]
     return d
+
+
+def check_milestones(milestones) -> None:
+    """LR milestones are increasing fractions of training in (0, 1)."""
+    try:
+        ms = [float(m) for m in milestones]
+    except (TypeError, ValueError):
+        raise ChimeraMixError(f"--lr-milestones must be fractions of training such as 0.3,0.6,0.8 (got {milestones!r})") from None
+    if any(not (0 < m < 1) for m in ms) or ms != sorted(ms):
+        raise ChimeraMixError(f"--lr-milestones must be increasing fractions of training in (0, 1), such as 0.3,0.6,0.8 (got {','.join(f'{m:g}' for m in ms)})")
 
 
 def generator_parents(gen_cfg: dict) -> int:

@@ -263,6 +263,10 @@ def fit_generator_cmd(
     parents: Annotated[int, typer.Option(help="Images per composition, K distinct images of one class (2 to --spc): more than 2 mixes them by K-way masks, an extension beyond the paper.")] = G.parents,
     seg_scale: Annotated[Optional[float], typer.Option(help="Felzenszwalb scale. [default: 60 up to 64x64, else 400]")] = None,
     seg_min_size: Annotated[Optional[int], typer.Option(help="Felzenszwalb min_size. [default: 60 up to 64x64, else 400]")] = None,
+    d_lr: Annotated[Optional[float], typer.Option(help="Adam learning rate of the discriminator. [default: the generator's --lr]")] = None,
+    d_every: Annotated[Optional[int], typer.Option(help=f"Update the discriminator every N generator steps (N > 1 weakens it). {_default(G, 'd_every')}")] = None,
+    warmup: Annotated[Optional[float], typer.Option(help=f"Linear learning-rate warm-up over this fraction of the steps. {_default(G, 'warmup')}")] = None,
+    lr_milestones: Annotated[Optional[str], typer.Option(help=f"Learning-rate drops (x {G.lr_gamma:g} each) at these fractions of training, comma-separated. [default: {default_text(G, 'lr_milestones').replace('(', '').replace(')', '').replace(' ', '')}]")] = None,
     common: dict = None,
     run: dict = None,
 ):
@@ -274,7 +278,7 @@ def fit_generator_cmd(
         GeneratorConfig, run["preset"], **common, mask=mask, lr=lr, w_rec=w_rec, w_lap=w_lap, w_adv=w_adv, ngf=ngf, ndf=ndf,
         work_size=work_size, decoder_res_blocks=decoder_res_blocks, seg_mask=seg_mask, grid_offset=grid_offset,
         mask_resize=mask_resize, seg_input=seg_input, d_step=d_step, grid_k=grid_k, parents=parents, seg_scale=seg_scale,
-        seg_min_size=seg_min_size,
+        seg_min_size=seg_min_size, d_lr=d_lr, d_every=d_every, warmup=warmup, lr_milestones=_fractions(lr_milestones),
     )
     with _progress(run["quiet"] or run["as_json"]) as p:
         r = fit_generator(cfg, resume=run["resume"], force=run["force"], progress=p, root=run["checkpoints"])
@@ -288,6 +292,16 @@ def fit_generator_cmd(
                   highlight=False, soft_wrap=True)
     _print_summary("generator run", [("steps", str(r.steps)), *((f"loss {k}", f"{v:.5g}") for k, v in r.losses.items())],
                    [("run", r.run_dir), ("samples", r.samples), ("weights", r.run_dir / "generator.safetensors")])
+
+
+def _fractions(text: Optional[str]):
+    """'0.3,0.6,0.8' -> (0.3, 0.6, 0.8); the config checks the values."""
+    if text is None:
+        return None
+    try:
+        return tuple(float(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        raise ChimeraMixError(f"--lr-milestones must be comma-separated fractions such as 0.3,0.6,0.8 (got '{text}')") from None
 
 
 def _print_summary(title: str, rows: list[tuple[str, str]], paths: list[tuple[str, Path]]) -> None:

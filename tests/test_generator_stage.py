@@ -25,6 +25,39 @@ def test_lr_schedule_drops_at_30_60_80_percent():
     assert f == pytest.approx([1, 1, 0.2, 0.2, 0.04, 0.008, 0.008])
 
 
+def test_warmup_ramps_linearly_then_the_milestones_apply():
+    f = [lr_factor(s, 100, (0.3, 0.6, 0.8), 0.2, warmup=0.1) for s in (0, 4, 9, 10, 29, 30)]
+    assert f == pytest.approx([0.1, 0.5, 1, 1, 1, 0.2])
+    assert lr_factor(0, 100, (0.5,), 0.2, warmup=0.0) == 1  # no warm-up: the paper's schedule from the first step
+
+
+def test_short_budget_levers_are_checked_and_stored_only_when_set():
+    from chimeramix.config import generator_run_config
+
+    plain = generator_run_config(make_config(GeneratorConfig, "fast"))
+    assert not {"d_lr", "d_every", "warmup", "parents"} & set(plain)  # older runs' configs stay equal
+    tuned = generator_run_config(make_config(GeneratorConfig, "fast", d_lr=1e-4, d_every=2, warmup=0.05))
+    assert (tuned["d_lr"], tuned["d_every"], tuned["warmup"]) == (1e-4, 2, 0.05)
+    for kw, word in [({"d_every": 0}, "--d-every"), ({"warmup": 1.0}, "--warmup"), ({"d_lr": -1.0}, "--d-lr"),
+                     ({"lr_milestones": (0.6, 0.3)}, "--lr-milestones"), ({"lr_milestones": (0.5, 1.5)}, "--lr-milestones")]:
+        with pytest.raises(ChimeraMixError, match=word):
+            make_config(GeneratorConfig, "fast", **kw)
+
+
+def test_discriminator_has_its_own_lr_and_skips_updates_between_its_steps():
+    tr = _trainer(mask="grid", d_lr=1e-5, d_every=2, lr=1e-3)
+    tr.step(0, 10)
+    assert tr.opt_d.param_groups[0]["lr"] == pytest.approx(1e-5) and tr.opt_g.param_groups[0]["lr"] == pytest.approx(1e-3)
+    before = {k: v.clone() for k, v in tr.D.state_dict().items()}
+    g_before = {k: v.clone() for k, v in tr.G.state_dict().items()}
+    out = tr.step(1, 10)  # an odd step: G learns, D is left alone
+    assert all(torch.equal(before[k], v) for k, v in tr.D.state_dict().items())
+    assert any(not torch.equal(g_before[k], v) for k, v in tr.G.state_dict().items())
+    assert set(out) == {"rec", "lap", "adv", "d", "g"}
+    tr.step(2, 10)
+    assert any(not torch.equal(before[k], v) for k, v in tr.D.state_dict().items())
+
+
 def test_paper_preset_resolves_to_published_settings():
     cfg = resolve_generator(make_config(GeneratorConfig, "paper", spc=5), image_size=32, n_train=50)
     assert (cfg.work_size, cfg.batch_size, cfg.ngf, cfg.seg_scale, cfg.seg_min_size) == (64, 64, 64, 60, 60)

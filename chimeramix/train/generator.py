@@ -40,9 +40,12 @@ class GeneratorResult:
         return self.run_dir / "samples.png"
 
 
-def lr_factor(step: int, total: int, milestones, gamma: float) -> float:
-    """x gamma at each milestone (fractions of training): the paper's epochs 60/120/160 of 200."""
-    return gamma ** bisect.bisect_right([m * total for m in milestones], step)
+def lr_factor(step: int, total: int, milestones, gamma: float, warmup: float = 0.0) -> float:
+    """x gamma at each milestone (fractions of training): the paper's epochs 60/120/160 of 200; with `warmup`, a
+    linear ramp over that fraction of the steps first (a short run's high lr would otherwise start unstable)."""
+    f = gamma ** bisect.bisect_right([m * total for m in milestones], step)
+    ramp = warmup * total
+    return f * min(1.0, (step + 1) / ramp) if ramp >= 1 else f
 
 
 class GeneratorTrainer:
@@ -50,13 +53,15 @@ class GeneratorTrainer:
 
     def __init__(self, cfg: GeneratorConfig, data: DeviceData, rng: torch.Generator, speed: SpeedOptions | None = None):
         self.cfg, self.data, self.rng = cfg, data, rng
+        self.d_lr = cfg.d_lr if cfg.d_lr is not None else cfg.lr
+        self._last_d = torch.zeros((), device=data.device)  # what a step without a D update logs as its D loss
         dev = data.device
         self.speed = sp = speed or SpeedOptions.resolve(dev, cfg.amp, cfg.channels_last, cfg.fused, cfg.compile)
         self.G = sp.prepare_module(MixingGenerator(cfg.ngf, cfg.n_res, cfg.decoder_res_blocks).to(dev))
         self.D = sp.prepare_module(PatchDiscriminator(cfg.ndf).to(dev))
         betas = (cfg.beta1, cfg.beta2)
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr, betas=betas, **sp.optimizer_kwargs())
-        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr, betas=betas, **sp.optimizer_kwargs())
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=self.d_lr, betas=betas, **sp.optimizer_kwargs())
         self.feature_size = MixingGenerator.feature_size(cfg.work_size)
         self.masks = M.MaskSpec.from_config(cfg)
         self.parents = self.masks.parents
@@ -101,10 +106,10 @@ class GeneratorTrainer:
 
     def step(self, step: int, total: int) -> dict[str, torch.Tensor]:
         cfg = self.cfg
-        lr = cfg.lr * lr_factor(step, total, cfg.lr_milestones, cfg.lr_gamma)
-        for opt in (self.opt_g, self.opt_d):
+        f = lr_factor(step, total, cfg.lr_milestones, cfg.lr_gamma, cfg.warmup)
+        for opt, lr in ((self.opt_g, cfg.lr), (self.opt_d, self.d_lr)):
             for g in opt.param_groups:
-                g["lr"] = lr
+                g["lr"] = lr * f
         pair = self.parents == 2
         if pair:
             x1, x2, mask, draw_mask = self.batch(step)
@@ -139,6 +144,11 @@ class GeneratorTrainer:
         loss_g.backward()
         self.opt_g.step()
 
+        losses = {"rec": loss_rec.detach(), "lap": loss_lap.detach(), "adv": loss_adv.detach(), "g": loss_g.detach()}
+        if step % cfg.d_every:
+            # A skipped D step draws nothing from the rng either, so the steps that do update D see what they would.
+            losses["d"] = self._last_d
+            return losses
         # Discriminator update, real vs generated in one batched call.
         self.D.requires_grad_(True)
         if cfg.d_step == "fresh":
@@ -162,8 +172,8 @@ class GeneratorTrainer:
         self.opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         self.opt_d.step()
-        return {"rec": loss_rec.detach(), "lap": loss_lap.detach(), "adv": loss_adv.detach(), "d": loss_d.detach(),
-                "g": loss_g.detach()}
+        self._last_d = losses["d"] = loss_d.detach()
+        return losses
 
 
 def device_data(cfg: GeneratorConfig, subset, device, seed: int) -> DeviceData:
