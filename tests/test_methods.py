@@ -590,12 +590,14 @@ def test_methods_command_lists_every_method(capsys, monkeypatch):
     assert [r[0] for r in rows] == known_methods()
     methods()
     text = capsys.readouterr().out
-    for name, label, defaults, paper in rows:
+    for name, stage, label, defaults, paper in rows:
         assert name in text
+    assert dict((r[0], r[1]) for r in rows)["chimeramix+trivialaugment+mixup"] == "batch source + pixel policy + label mixer"
+    assert "stage order" in text and "chimeramix+trivialaugment+mixup" in text
     for words in ("Zhang", "Yun", "DeVries", "Zhong", "Barz", "Cubuk", "Müller", "Inoue", "Abhishek", "gamma=2.8",
                   "alpha=1.0", "pairing_p=1.0", "num_magnitude_bins=31"):
         assert words in text
-    assert np.all([r[3] for r in rows])
+    assert np.all([r[4] for r in rows])
 
 
 # ---------------------------------------------------------------- the public code's order and precision
@@ -605,6 +607,7 @@ class _Recorder(Method):
     """A real policy-shaped method that negates images and records what it was applied to."""
 
     name = "recorder"
+    stage = "pixel"
 
     def __init__(self):
         super().__init__()
@@ -726,7 +729,83 @@ def test_method_spec_parses_a_name_once_and_builds_with_the_run_context():
 def test_methods_command_lists_no_run_internals():
     from cli.methods import method_rows
 
-    for name, label, defaults, paper in method_rows():
+    for name, stage, label, defaults, paper in method_rows():
         assert "seed=" not in defaults and "needs_segments" not in defaults, (name, defaults)
         if name == "chimeramix":
             assert "work_size" not in defaults and "p_generated=0.5" in defaults
+
+
+# ---------------------------------------------------------------- method pipelines: stages and their order
+
+from chimeramix.methods import MethodSpec, STAGES  # noqa: E402
+
+
+def test_every_method_has_a_stage_and_the_baseline_none():
+    assert METHODS["none"].stage is None
+    assert {c.stage for n, c in METHODS.items() if n != "none"} <= set(STAGES)
+    assert [METHODS[n].stage for n in ("chimeramix", "gridmix", "segmix", "samplepairing")] == ["source"] * 4
+    assert [METHODS[n].stage for n in ("autoaugment", "trivialaugment", "cutout", "random-erasing")] == ["pixel"] * 4
+    assert [METHODS[n].stage for n in ("mixup", "cutmix", "zeta-mixup")] == ["label"] * 3 and METHODS["cosine"].stage == "loss"
+
+
+@pytest.mark.parametrize("name", ["chimeramix+autoaugment", "chimeramix+trivialaugment", "chimeramix+mixup",
+                                  "chimeramix+trivialaugment+mixup", "cutmix+zeta-mixup", "trivialaugment+mixup",
+                                  "segmix+cutout+cutmix+cosine"])
+def test_chains_in_stage_order_parse(name):
+    assert MethodSpec.parse(name).name == name
+    assert name in known_methods() or "+cosine" in name  # the listed combinations are offered by `methods`
+
+
+@pytest.mark.parametrize("name, words", [
+    ("mixup+chimeramix", "chimeramix \\(batch source\\) cannot follow mixup \\(label mixer\\)"),
+    ("mixup+mixup", "'mixup' twice"),
+    ("gridmix+chimeramix", "two batch sources"),
+    ("none+mixup", "'none' is the baseline"),
+    ("mixup+trivialaugment", "cannot follow mixup"),
+    ("cosine+mixup", "cannot follow cosine"),
+])
+def test_chains_out_of_order_or_repeated_are_refused_naming_the_order(name, words):
+    with pytest.raises(ChimeraMixError, match=words) as e:
+        MethodSpec.parse(name)
+    assert "stage order" in str(e.value) and "e.g. chimeramix+trivialaugment+mixup" in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_label_mixer_after_chimeramix_sees_the_compositions_and_gives_fp32_soft_labels():
+    opts, context = {"mask": "grid", "p_generated": 1.0, "grid_k": 4}, {"work_size": 16, "seed": 0}
+    subset, x, ctx = _generator_batch()
+    alone, y = build_method("chimeramix", opts, context).apply(x.clone(), subset.labels, ctx)
+    assert y.dtype == torch.long
+    _, x2, ctx2 = _generator_batch()
+    chain = build_method("chimeramix+mixup", opts, context)
+    assert chain.label == "ChimeraMix+Grid + MixUp"
+    out, t = chain.apply(x2, subset.labels, ctx2)
+    assert t.dtype == torch.float32 and t.shape == (12, 3)
+    assert torch.allclose(t.sum(1), torch.ones(12))
+    # MixUp mixed the compositions (not the parents): its output is a convex mix of `alone`'s images, same rng draws
+    lam_rng = ctx2.rng
+    assert out.shape == alone.shape and not torch.allclose(out, alone)
+    assert torch.allclose(out.mean(), alone.mean(), atol=0.05)  # a convex mix of the batch keeps its mean
+    assert lam_rng is ctx2.rng
+
+
+def test_chimeramix_with_policy_keeps_its_draws_under_the_stage_rules():
+    """chimeramix+autoaugment runs exactly as before stages existed: the policy goes to the parents."""
+    opts, context = {"mask": "grid", "p_generated": 1.0, "grid_k": 4}, {"work_size": 16, "seed": 0}
+    subset, x, ctx = _generator_batch()
+    cm = build_method("chimeramix", opts, context)
+    policy = build_method("autoaugment")
+    want, _ = cm.apply(x.clone(), subset.labels, ctx, augment=policy)
+    _, x2, ctx2 = _generator_batch()
+    got, _ = build_method("chimeramix+autoaugment", opts, context).apply(x2, subset.labels, ctx2)
+    assert torch.equal(want, got)
+
+
+def test_chimeramix_chain_without_generator_is_refused(tmp_path):
+    from chimeramix.train.classifier import fit_classifier
+
+    cfg = make_config(ClassifierConfig, "fast", data="digits", spc=2, steps=2, method="chimeramix+mixup", device="cpu",
+                      out=str(tmp_path / "r"))
+    with pytest.raises(ChimeraMixError, match="needs a trained generator"):
+        fit_classifier(cfg)
+    assert not (tmp_path / "r").exists()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import ChimeraMixError
-from .base import Chain, Method, StepContext
+from .base import STAGE_TITLES, STAGES, Chain, Method, StepContext
 from .chimeramix import ChimeraMix
 from .cosine import CosineLoss
 from .erasing import Cutout, RandomErasing
@@ -19,8 +19,45 @@ METHODS: dict[str, type[Method]] = {
               GridMix, SegMix, SamplePairing, ZetaMixup]
 }
 
-# Combinations the paper reports (its Table 2): ChimeraMix's compositions, then the policy on top.
-COMBINATIONS = ("chimeramix+autoaugment", "chimeramix+trivialaugment")
+# Combinations listed by `chimeramix methods`: the paper's Table 2 (ChimeraMix's compositions, then the policy on top),
+# ChimeraMix under a label mixer, and the zeta-mixup slides' CutMix + zeta-mixup row. Any chain in stage order is valid.
+COMBINATIONS = ("chimeramix+autoaugment", "chimeramix+trivialaugment", "chimeramix+mixup",
+                "chimeramix+trivialaugment+mixup", "trivialaugment+mixup", "cutmix+zeta-mixup")
+EXAMPLE_CHAIN = "chimeramix+trivialaugment+mixup"
+
+
+def stage_members(stage: str) -> list[str]:
+    """The method names of one stage, in the order `chimeramix methods` lists them."""
+    return [n for n, c in METHODS.items() if c.stage == stage]
+
+
+def stage_order_text() -> str:
+    """'batch source (chimeramix, ...) + pixel policy (...) + label mixer (...) + loss (cosine)'."""
+    return " + ".join(f"{STAGE_TITLES[st]} ({', '.join(stage_members(st))})" for st in STAGES)
+
+
+def check_chain(name: str, classes: list[type[Method]]) -> None:
+    """Refuse a chain that makes no sense, in one line naming the valid order: the baseline in a chain, a method
+    twice, two batch sources or two losses, or stages out of order (a label mixer before a pixel policy, ...)."""
+    if len(classes) == 1:
+        return
+    order = f"chain methods in stage order, {stage_order_text()}, e.g. {EXAMPLE_CHAIN}"
+    names = [c.name for c in classes]
+    if "none" in names:
+        raise ChimeraMixError(f"method '{name}': 'none' is the baseline and chains with nothing; {order}")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ChimeraMixError(f"method '{name}' has '{twice[0]}' twice; {order}")
+    for st in ("source", "loss"):
+        same = [c.name for c in classes if c.stage == st]
+        if len(same) > 1:
+            raise ChimeraMixError(f"method '{name}' has two {STAGE_TITLES[st]}s ({' and '.join(same)}): "
+                                  f"a chain takes at most one; {order}")
+    ranks = [STAGES.index(c.stage) for c in classes]
+    for a, b, ra, rb in zip(classes, classes[1:], ranks, ranks[1:]):
+        if rb < ra:
+            raise ChimeraMixError(f"method '{name}': {b.name} ({STAGE_TITLES[b.stage]}) cannot follow {a.name} "
+                                  f"({STAGE_TITLES[a.stage]}); {order}")
 
 
 # What the run supplies to a method (constructor arguments), never a user option: -o seed=3 is refused with this hint.
@@ -46,6 +83,7 @@ class MethodSpec:
             if part not in METHODS:
                 raise ChimeraMixError(f"unknown method '{part}': choose one of {', '.join(known_methods())}")
             classes.append(METHODS[part])
+        check_chain(str(name), classes)
         return cls(str(name), tuple(classes))
 
     @property
@@ -93,7 +131,7 @@ def build_method(name: str, options: dict | None = None, context: dict | None = 
 
 
 __all__ = [
-    "COMBINATIONS", "METHODS", "RUN_CONTEXT", "AutoAugment", "Chain", "ChimeraMix", "CosineLoss", "CutMix", "Cutout", "GridMix",
+    "COMBINATIONS", "EXAMPLE_CHAIN", "STAGES", "STAGE_TITLES", "check_chain", "stage_members", "stage_order_text", "METHODS", "RUN_CONTEXT", "AutoAugment", "Chain", "ChimeraMix", "CosineLoss", "CutMix", "Cutout", "GridMix",
     "Method", "MethodSpec", "MixUp", "RandomErasing", "SamplePairing", "SegMix", "StepContext", "TrivialAugment", "ZetaMixup",
     "build_method", "check_options", "known_methods", "pairing_on",
 ]

@@ -31,10 +31,18 @@ class StepContext:
     autocast: Callable = nullcontext
 
 
+# Where a method acts in a chain, in the order a chain runs: what the batch is made of (real images, or ChimeraMix
+# compositions, GridMix / SegMix pixel mixes, SamplePairing averages), a per-image pixel policy, a label mixer over
+# the whole batch (soft labels from here on), the loss.
+STAGES = ("source", "pixel", "label", "loss")
+STAGE_TITLES = {"source": "batch source", "pixel": "pixel policy", "label": "label mixer", "loss": "loss"}
+
+
 class Method:
     """Standard training: crop + flip (already applied), cross-entropy on hard labels."""
 
     name = "none"
+    stage: str | None = None  # one of STAGES; the baseline has none (it chains with nothing)
     label = "Baseline"
     paper = "standard training with random crop and horizontal flip"
     defaults: dict = {}  # the user's options (-o KEY=VALUE) and their defaults
@@ -66,10 +74,12 @@ class Method:
 
 
 class Chain(Method):
-    """Methods applied one after the other (e.g. chimeramix+autoaugment); the last one's loss is used.
+    """Methods run in stage order (source, pixel policies, label mixers, loss; methods.MethodSpec checks the order).
 
-    ChimeraMix followed by a policy, with its option aug_order = 'parents' (the default, the public
-    code's order), hands the policy to ChimeraMix, which augments both parents before composing.
+    A generator source (ChimeraMix) with its option aug_order = 'parents' (the default, the public code's order)
+    is handed the pixel policies, which it applies to every parent before composing (and to the real batch when
+    it is not replaced); the label mixers then see the batch as the source left it, compositions included. The
+    loss is the loss stage's, else cross-entropy on the (possibly soft) targets.
     """
 
     def __init__(self, parts: list[Method]):
@@ -80,17 +90,24 @@ class Chain(Method):
         self.needs_generator = any(p.needs_generator for p in parts)
         self.needs_segments = any(p.needs_segments for p in parts)
         self.options = {k: v for p in parts for k, v in p.options.items()}
+        of = lambda st: [p for p in parts if p.stage == st]  # noqa: E731
+        self.source = (of("source") or [None])[0]
+        self.pixel, self.label_mixers, self.loss_part = of("pixel"), of("label"), (of("loss") or [None])[0]
 
     @property
     def recorded_options(self) -> dict:
         return {k: v for p in self.parts for k, v in p.recorded_options.items()}
 
     def apply(self, x, y, ctx):
-        first = self.parts[0]
-        if len(self.parts) == 2 and first.needs_generator and first.options.get("aug_order") == "parents":
-            return first.apply(x, y, ctx, augment=self.parts[1])
-        target = y
-        for p in self.parts:
+        src, target = self.source, y
+        if src is not None and src.needs_generator and self.pixel and src.options.get("aug_order") == "parents":
+            # one policy is passed as it is, so chimeramix+autoaugment draws what it always drew
+            policy = self.pixel[0] if len(self.pixel) == 1 else Chain(self.pixel)
+            x, target = src.apply(x, y, ctx, augment=policy)
+        else:
+            for p in ([src] if src is not None else []) + self.pixel:
+                x, target = p.apply(x, target, ctx)
+        for p in self.label_mixers:
             x, target = p.apply(x, target, ctx)
         return x, target
 
@@ -98,4 +115,4 @@ class Chain(Method):
         return {k: v for p in self.parts for k, v in p.modules(num_classes, device).items()}
 
     def loss(self, model, x, target):
-        return self.parts[-1].loss(model, x, target)
+        return (self.loss_part or Method()).loss(model, x, target)

@@ -50,6 +50,7 @@ class ChimeraMix(Method):
                 "mask_resize": "nearest", "grid_k": 4, "aug_order": "parents", "parents": 2}
     context = ("seed", "work_size")  # the run's seed (which batches are replaced); the generator's working resolution
     needs_generator = True
+    stage = "source"
 
     def __init__(self, *, seed: int = 0, work_size: int = 64, **options):
         super().__init__(**options)

@@ -26,6 +26,7 @@ class CosineLoss(Method):
     label = "Cosine loss"
     paper = "Barz, Denzler: Deep Learning on Small Datasets using Cosine Loss, WACV 2020"
     defaults: dict = {"xent": 0.0}
+    stage = "loss"
 
     def __init__(self, **options):
         super().__init__(**options)

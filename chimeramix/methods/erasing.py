@@ -48,6 +48,7 @@ class Cutout(Method):
     label = "Cutout"
     paper = "DeVries, Taylor: Improved Regularization of Convolutional Neural Networks with Cutout, arXiv 1708.04552, 2017"
     defaults = {"size": None}
+    stage = "pixel"
 
     def __init__(self, **options):
         super().__init__(**options)
@@ -82,6 +83,7 @@ class RandomErasing(Method):
     label = "Random Erasing"
     paper = "Zhong, Zheng, Kang, Li, Yang: Random Erasing Data Augmentation, AAAI 2020"
     defaults = {"p": 0.5, "sl": 0.02, "sh": 0.4, "r1": 0.3}
+    stage = "pixel"
     attempts = 10
 
     def __init__(self, **options):

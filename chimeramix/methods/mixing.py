@@ -29,6 +29,7 @@ class MixUp(Method):
     label = "MixUp"
     paper = "Zhang, Cisse, Dauphin, Lopez-Paz: mixup: Beyond Empirical Risk Minimization, ICLR 2018"
     defaults = {"alpha": 1.0}
+    stage = "label"
 
     def __init__(self, **options):
         super().__init__(**options)
@@ -61,6 +62,7 @@ class CutMix(Method):
     label = "CutMix"
     paper = "Yun, Han, Oh, Chun, Choe, Yoo: CutMix: Regularization Strategy to Train Strong Classifiers with Localizable Features, ICCV 2019"
     defaults = {"alpha": 1.0, "p": 0.5}
+    stage = "label"
 
     def __init__(self, **options):
         super().__init__(**options)
@@ -114,6 +116,7 @@ class ZetaMixup(Method):
     label = "ζ-mixup"
     paper = "Abhishek, Brown, Hamarneh: Multi-Sample zeta-mixup: Richer, More Realistic Synthetic Samples from a p-Series Interpolant, 2022"
     defaults = {"gamma": 2.8, "n": None}
+    stage = "label"
 
     def __init__(self, **options):
         super().__init__(**options)
@@ -163,6 +166,7 @@ class SamplePairing(Method):
     label = "SamplePairing"
     paper = "Inoue: Data Augmentation by Pairing Samples for Images Classification, arXiv 1801.02929, 2018"
     defaults = {"pairing_p": 1.0}
+    stage = "source"
 
     def __init__(self, **options):
         super().__init__(**options)

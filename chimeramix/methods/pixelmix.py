@@ -30,6 +30,7 @@ from .common import check_number, check_probability
 class _PixelMix(Method):
     defaults = {"p_generated": P_GENERATED}
     context = ("seed",)  # the run's seed: which batches are replaced, as ChimeraMix decides it
+    stage = "source"
 
     def __init__(self, *, seed: int = 0, **options):
         super().__init__(**options)

@@ -192,6 +192,7 @@ class AutoAugment(Method):
     """
 
     name = "autoaugment"
+    stage = "pixel"
     label = "AutoAugment"
     paper = "Cubuk, Zoph, Mane, Vasudevan, Le: AutoAugment: Learning Augmentation Strategies From Data, CVPR 2019"
     defaults = {"policy": None}
@@ -239,6 +240,7 @@ class TrivialAugment(Method):
     """TrivialAugment (wide): per sample one operation of 14, uniformly, at a uniform magnitude bin of 31."""
 
     name = "trivialaugment"
+    stage = "pixel"
     label = "TrivialAugment"
     paper = "Müller, Hutter: TrivialAugment: Tuning-free Yet State-of-the-Art Data Augmentation, ICCV 2021"
     defaults = {"num_magnitude_bins": 31}
