@@ -20,8 +20,7 @@ METHODS: dict[str, type[Method]] = {
 }
 
 # Combinations `chimeramix methods` and `--methods all` list: the paper's Table 2 (compositions, then the policy on top).
-# ChimeraMix under a label mixer, and the zeta-mixup slides' CutMix + zeta-mixup row. Any chain in stage order is valid.
-# (`--methods all` runs these; the pipelines below parse and train but are not added to `all`, so its size stays.)
+# Any chain in stage order is valid (chimeramix+mixup, cutmix+zeta-mixup, ...); `all` runs only these.
 COMBINATIONS = ("chimeramix+autoaugment", "chimeramix+trivialaugment")
 EXAMPLE_CHAIN = "chimeramix+trivialaugment+mixup"
 
