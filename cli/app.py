@@ -266,7 +266,7 @@ def fit_generator_cmd(
     d_lr: Annotated[Optional[float], typer.Option(help="Adam learning rate of the discriminator. [default: the generator's --lr]")] = None,
     d_every: Annotated[Optional[int], typer.Option(help=f"Update the discriminator every N generator steps (N > 1 weakens it). {_default(G, 'd_every')}")] = None,
     warmup: Annotated[Optional[float], typer.Option(help=f"Linear learning-rate warm-up over this fraction of the steps. {_default(G, 'warmup')}")] = None,
-    lr_milestones: Annotated[Optional[str], typer.Option(help=f"Learning-rate drops (x {G.lr_gamma:g} each) at these fractions of training, comma-separated. [default: {default_text(G, 'lr_milestones').replace('(', '').replace(')', '').replace(' ', '')}]")] = None,
+    lr_milestones: Annotated[Optional[str], typer.Option(help=f"Learning-rate drops (x {G.lr_gamma:g} each) at these fractions of training, comma-separated. [default: {','.join(f'{m:g}' for m in G.lr_milestones)}]")] = None,
     common: dict = None,
     run: dict = None,
 ):

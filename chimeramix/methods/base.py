@@ -93,6 +93,8 @@ class Chain(Method):
         of = lambda st: [p for p in parts if p.stage == st]  # noqa: E731
         self.source = (of("source") or [None])[0]
         self.pixel, self.label_mixers, self.loss_part = of("pixel"), of("label"), (of("loss") or [None])[0]
+        # what a generator source applies to its parents: one policy as it is, so chimeramix+autoaugment draws what it always drew
+        self.parent_policy = (self.pixel[0] if len(self.pixel) == 1 else Chain(self.pixel)) if self.pixel else None
 
     @property
     def recorded_options(self) -> dict:
@@ -101,9 +103,7 @@ class Chain(Method):
     def apply(self, x, y, ctx):
         src, target = self.source, y
         if src is not None and src.needs_generator and self.pixel and src.options.get("aug_order") == "parents":
-            # one policy is passed as it is, so chimeramix+autoaugment draws what it always drew
-            policy = self.pixel[0] if len(self.pixel) == 1 else Chain(self.pixel)
-            x, target = src.apply(x, y, ctx, augment=policy)
+            x, target = src.apply(x, y, ctx, augment=self.parent_policy)
         else:
             for p in ([src] if src is not None else []) + self.pixel:
                 x, target = p.apply(x, target, ctx)
@@ -115,4 +115,4 @@ class Chain(Method):
         return {k: v for p in self.parts for k, v in p.modules(num_classes, device).items()}
 
     def loss(self, model, x, target):
-        return (self.loss_part or Method()).loss(model, x, target)
+        return self.loss_part.loss(model, x, target) if self.loss_part is not None else super().loss(model, x, target)

@@ -144,10 +144,10 @@ class GeneratorTrainer:
         loss_g.backward()
         self.opt_g.step()
 
-        losses = {"rec": loss_rec.detach(), "lap": loss_lap.detach(), "adv": loss_adv.detach(), "g": loss_g.detach()}
-        if step % cfg.d_every:
-            # A skipped D step draws nothing from the rng either, so the steps that do update D see what they would.
-            losses["d"] = self._last_d
+        # keys in the order metrics.jsonl always had; "d" is the last D loss until this step's D update replaces it
+        losses = {"rec": loss_rec.detach(), "lap": loss_lap.detach(), "adv": loss_adv.detach(), "d": self._last_d,
+                  "g": loss_g.detach()}
+        if step % cfg.d_every:  # no D update: no mask or coin is drawn for it either
             return losses
         # Discriminator update, real vs generated in one batched call.
         self.D.requires_grad_(True)
