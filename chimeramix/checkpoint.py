@@ -21,7 +21,18 @@ def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict 
         save_file(flat, str(tmp), metadata={"chimeramix": json.dumps(meta or {})})
 
 
-def load_tensors(path: str | Path, device="cpu") -> tuple[dict[str, torch.Tensor], dict]:
+def readable(path: str | Path) -> bool:
+    """Whether `path` is a safetensors file whose header parses and covers the file (what truncation breaks)."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            f.keys()
+        return True
+    except Exception:  # safetensors raises its own error types for every kind of damage
+        return False
+
+
+def load_tensors(path: str | Path, device="cpu", advice: str = "it may be truncated: delete it") -> tuple[dict[str, torch.Tensor], dict]:
+    """Tensors and chimeramix metadata of a safetensors file; a damaged file is refused in one line ending in `advice`."""
     path = Path(path)
     if not path.is_file():
         raise ChimeraMixError(f"{path} does not exist")
@@ -32,7 +43,7 @@ def load_tensors(path: str | Path, device="cpu") -> tuple[dict[str, torch.Tensor
     except (OSError, ValueError, json.JSONDecodeError, Exception) as e:
         if isinstance(e, ChimeraMixError):
             raise
-        raise ChimeraMixError(f"{path} is not a readable safetensors file ({e.__class__.__name__}); it may be truncated: delete it") from None
+        raise ChimeraMixError(f"{path} is not a readable safetensors file ({e.__class__.__name__}); {advice}") from None
 
 
 def module_tensors(prefix: str, module: nn.Module) -> dict[str, torch.Tensor]:

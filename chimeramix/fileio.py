@@ -24,17 +24,30 @@ def _umask() -> int:
     return mask
 
 
+def _file_target(path: Path) -> Path:
+    """Where writing `path` should land: through a symlink to its target; a device, FIFO or socket is refused
+    (the rename would replace it with a regular file: as root, `--out /dev/null` would replace the real one)."""
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))
+    if path.exists() and not path.is_file():
+        kind = "a folder" if path.is_dir() else "not a regular file (a device, FIFO or socket)"
+        raise ChimeraMixError(f"{path} is {kind}: chimeramix writes only regular files; choose another path")
+    return path
+
+
 @contextmanager
 def atomic_path(path: str | Path):
-    """Yield a temporary path beside `path`; on success it is renamed over `path`."""
-    path = Path(path)
+    """Yield a temporary path beside `path` (a symlink's target); on success it is renamed over it."""
+    path = _file_target(Path(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     # mkstemp makes the file 0600; the renamed file should have the mode any other new file gets
-    os.fchmod(fd, 0o666 & ~_umask())
+    mode = 0o666 & ~_umask()
     os.close(fd)
     try:
         yield Path(tmp)
+        # set after the write: a writer that makes its own file at `tmp` (safetensors' save_file does) gets 0600 too
+        os.chmod(tmp, mode)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -62,6 +75,10 @@ def check_writable(path: str | Path, option: str) -> None:
     path = Path(path)
     if path.is_dir():
         raise ChimeraMixError(f"{option} {path} is a folder: give a file name stem, e.g. {option} {path / 'table'}")
+    target = Path(os.path.realpath(path)) if path.is_symlink() else path
+    if target.exists() and not target.is_file():
+        raise ChimeraMixError(f"{option} {path} is not a regular file (a device, FIFO or socket): choose a file path")
+    path = target
     base = path.parent
     while not base.exists() and base.parent != base:
         base = base.parent

@@ -24,14 +24,34 @@ MANIFEST = "manifest.json"
 KINDS = {"export": "a chimeramix export", "curate": "a chimeramix curation"}  # manifest kinds, for messages
 
 
+# What an export or a curation writes at the top of its folder; anything else there is the user's, and a folder
+# holding it is never replaced (--force included).
+OWN_ENTRIES = frozenset({MANIFEST, "train", "test", "samples.png", "report.md", "changes.png"})
+
+
 def check_out(out: Path, what: str) -> Path:
-    """--out as an absolute folder path; refuses a file or a root."""
+    """--out as an absolute folder path; refuses a file, a device or a root. A symlink to a folder is written
+    through: the folder it points to is what gets built (the link itself stays as the user made it)."""
     out = Path(os.path.abspath(Path(out).expanduser()))
+    if out.is_symlink():
+        target = Path(os.path.realpath(out))
+        if not target.is_dir() and target.exists():
+            raise ChimeraMixError(f"--out {out} is a link to {target}, which is not a folder: choose another --out")
+        if not target.exists():
+            raise ChimeraMixError(f"--out {out} is a link to {target}, which does not exist: make that folder, or choose another --out")
+        out = target
     if not out.name:
         raise ChimeraMixError(f"--out {out} cannot hold {what}: choose a new folder, e.g. exports/<name>")
     if out.exists() and not out.is_dir():
         raise ChimeraMixError(f"--out {out} is a file, not a folder: choose another --out")
     return out
+
+
+def is_ours(manifest) -> bool:
+    """A manifest chimeramix wrote: a JSON object with its version, format and request (a web app's manifest.json
+    has none of these)."""
+    return (isinstance(manifest, dict) and isinstance(manifest.get("chimeramix"), str) and "format" in manifest
+            and isinstance(manifest.get("request"), dict))
 
 
 def side(out: Path, tag: str, kind: str = "export") -> Path:
@@ -63,10 +83,17 @@ def finished_manifest(out: Path, kind: str, request: dict, force: bool) -> dict 
             manifest = read_json(out / MANIFEST)
         except (ValueError, UnicodeDecodeError):
             manifest = None
-        found = manifest.get("kind", "export") if isinstance(manifest, dict) else None
+        if not is_ours(manifest):  # --force too: a folder chimeramix did not write is never replaced
+            raise ChimeraMixError(f"{out} holds a {MANIFEST} that chimeramix did not write: choose another --out "
+                                  "(a new or empty folder)")
+        found = manifest.get("kind", "export")
         if found != kind:
-            held = KINDS.get(found, "another kind of chimeramix folder") if found else "a damaged manifest.json"
-            raise ChimeraMixError(f"{out} holds {held}, not {what}: choose another --out")
+            raise ChimeraMixError(f"{out} holds {KINDS.get(found, 'another kind of chimeramix folder')}, not {what}: "
+                                  "choose another --out")
+        foreign = sorted(p.name for p in out.iterdir() if p.name not in OWN_ENTRIES)
+        if foreign:
+            raise ChimeraMixError(f"{out} holds {foreign[0]}, which {what.split(' ', 1)[-1]} does not write: move it out "
+                                  "of the folder, or choose another --out")
         diff = config_diff(manifest.get("request", {}), request)
         if not diff and not force:
             return manifest

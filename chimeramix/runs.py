@@ -54,6 +54,7 @@ class RunDir:
     already_finished: bool = False
     lock: RunLock | None = None
     created: list[Path] = field(default_factory=list)  # folders prepare made for this run
+    fresh: bool = False  # a new run this process began (Stage.begin): until its first checkpoint it is disposable
 
     def file(self, name: str) -> Path:
         return self.path / name
@@ -65,10 +66,11 @@ class RunDir:
         write_json(self.file(RUN_FILE), info)
 
     def close(self, failed: bool = False) -> None:
-        """Release the folder; a run that failed before it wrote run.json leaves nothing behind."""
-        started = self.file(RUN_FILE).is_file()
+        """Release the folder; a run that failed before its first checkpoint leaves nothing behind (its run.json,
+        written first so a kill -9 leaves proof of whose files these are, goes with the rest)."""
+        started = self.file(RUN_FILE).is_file() and not (self.fresh and not self.file(STATE_FILE).is_file())
         if failed and not started and self.lock is not None and self.lock.held:
-            _clear(self.path, everything=False)
+            _clear(self.path)
         if self.lock is not None:
             self.lock.release()
         if failed and not started:
@@ -100,24 +102,32 @@ def read_run(path: str | Path, kind: str | None = None) -> dict:
     return info
 
 
-# What chimeramix itself writes into a run folder. A folder holding only these but no run.json is what a run
-# that failed or was stopped before its first checkpoint leaves behind: nothing in it is worth keeping.
+# What chimeramix itself writes into a run folder; a folder's files with these names are taken for ours only when
+# its run.json says it is a run (a user's own report.md in some folder is not). Without run.json only what
+# `prepare` itself leaves (LEFTOVERS: the lock, a launcher's logs, temporary files) is ours.
 OWN_FILES = frozenset({
     RUN_FILE, STATE_FILE, METRICS_FILE, SPLIT_FILE, LOCK_FILE, TAKEOVER_FILE, "generator.safetensors",
     "classifier.safetensors", "samples.png", "losses.png", "confusion.png", "result.json", "report.md", LOG_DIR,
 })
 
 
-def _ours(name: str) -> bool:
+LEFTOVERS = frozenset({LOCK_FILE, TAKEOVER_FILE, LOG_DIR})
+
+
+def _leftover(name: str) -> bool:
     # atomic writes' temporary files (.<name>.<random>.tmp) and the old write probes also count as ours
-    return name in OWN_FILES or (name.startswith(".") and name.endswith(".tmp")) or name.startswith(".write-test-")
+    return name in LEFTOVERS or (name.startswith(".") and name.endswith(".tmp")) or name.startswith(".write-test-")
 
 
-def _clear(path: Path, everything: bool) -> None:
-    """Empty a run folder for a new start; the lock stays (this process holds it), the launcher's logs too (the
-    running job writes them), and so do files that chimeramix did not write unless `everything`."""
+def _ours(name: str) -> bool:
+    return name in OWN_FILES or _leftover(name)
+
+
+def _clear(path: Path) -> None:
+    """Empty a run folder for a new start of files chimeramix writes (a user's own files in it stay, --force
+    included); the lock stays (this process holds it), the launcher's logs too (the running job writes them)."""
     for p in path.iterdir():
-        if p.name in (LOCK_FILE, TAKEOVER_FILE, LOG_DIR) or not (everything or _ours(p.name)):
+        if p.name in (LOCK_FILE, TAKEOVER_FILE, LOG_DIR) or not _ours(p.name):
             continue
         if p.is_dir() and not p.is_symlink():
             shutil.rmtree(p)
@@ -191,14 +201,14 @@ def prepare(path: str | Path, kind: str, config: dict, resume: bool | str, force
 def _decide(path: Path, kind: str, config: dict, resume: bool | str, force: bool, ignore) -> RunDir:
     if not (path / RUN_FILE).is_file():
         names = sorted(p.name for p in path.iterdir())
-        foreign = [n for n in names if not _ours(n)]
-        if foreign and not force:
+        foreign = [n for n in names if not _leftover(n)]
+        if foreign:  # --force too: without run.json nothing here is provably ours, so nothing here is replaced
             raise ChimeraMixError(
-                f"{path} exists and is not a chimeramix run (it holds {foreign[0]}): choose another --out (or --force to reuse it)"
+                f"{path} exists and is not a chimeramix run (it holds {foreign[0]}): choose another --out (a new or empty folder)"
             )
         if resume is True:
             raise ChimeraMixError(f"nothing to resume in {path}: it holds no {RUN_FILE}; run without --resume to start a run there")
-        _clear(path, everything=False)  # leftovers of a start that failed before its first checkpoint
+        _clear(path)  # a lock or logs of a start that failed before it began
         return RunDir(path)
 
     try:
@@ -206,16 +216,20 @@ def _decide(path: Path, kind: str, config: dict, resume: bool | str, force: bool
     except ChimeraMixError:
         if not force:
             raise
-        _clear(path, everything=True)  # a damaged run.json: --force starts over
+        _clear(path)  # a damaged run.json: --force starts over
         return RunDir(path)
     if info.get("kind") != kind:
         raise ChimeraMixError(f"{path} holds a {info.get('kind')} run: choose another --out for this {kind} run")
     diff = config_diff(info.get("config", {}), config, ignore)
     finished = info.get("status") == "finished"
     if force:
-        _clear(path, everything=True)
+        _clear(path)
         return RunDir(path)
     if finished and not diff:
+        if not _weights_readable(path, kind):
+            # its weights are lost or damaged: retraining is the only way back, and the same command asks for it
+            _clear(path)
+            return RunDir(path)
         return RunDir(path, already_finished=True)
     if finished:
         raise ChimeraMixError(
@@ -224,7 +238,7 @@ def _decide(path: Path, kind: str, config: dict, resume: bool | str, force: bool
         )
     if not (path / STATE_FILE).is_file():
         # started but stopped before its first checkpoint: starting over loses nothing
-        _clear(path, everything=False)
+        _clear(path)
         return RunDir(path)
     if not resume:
         raise ChimeraMixError(
@@ -234,6 +248,44 @@ def _decide(path: Path, kind: str, config: dict, resume: bool | str, force: bool
     if diff:
         raise ChimeraMixError(f"cannot resume {path}: its config differs ({'; '.join(diff[:6])}); drop the changed options or use --force")
     return RunDir(path, resumed=True)
+
+
+def weights_file(kind: str) -> str:
+    return f"{kind}.safetensors"
+
+
+def _weights_readable(path: Path, kind: str) -> bool:
+    from .checkpoint import readable
+
+    return readable(path / weights_file(kind))
+
+
+def retrain_advice(kind: str) -> str:
+    """The way out for a finished run whose weights are lost; `prepare` makes it true (see _decide)."""
+    return f"run the fit-{kind} command that trained it again (it retrains a finished run whose weights are lost)"
+
+
+def lost_weights(path: Path, kind: str) -> str:
+    """The one-line refusal for a finished run whose weights file is missing or damaged, with the way out."""
+    return f"the {kind} run in {path} finished but its weights ({weights_file(kind)}) are missing or damaged: {retrain_advice(kind)}"
+
+
+def finished_run(path: str | Path, kind: str) -> dict:
+    """run.json of a finished run of `kind` whose weights are readable; anything else is refused in one line that
+    says how to get there (every reader of a finished run goes through here)."""
+    from .checkpoint import readable
+
+    path = Path(path)
+    if not path.exists():
+        raise ChimeraMixError(f"{kind} run folder {path} does not exist: pass the folder that fit-{kind} wrote "
+                              f"(e.g. checkpoints/{'gen' if kind == 'generator' else 'clf'}-*)")
+    info = read_run(path, kind)
+    if info.get("status") != "finished":
+        raise ChimeraMixError(f"the {kind} run in {path} has not finished: finish it with "
+                              f"`chimeramix fit-{kind} --resume --out {path}` (and the options it was started with)")
+    if not readable(path / weights_file(kind)):
+        raise ChimeraMixError(lost_weights(path, kind))
+    return info
 
 
 def new_info(kind: str, config: dict, split: dict, total_steps: int) -> dict:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from typer import _click as click  # typer vendors click (0.29): its UsageError is the one raised
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -36,6 +37,15 @@ app = typer.Typer(
 out = Console()
 err = Console(stderr=True)
 STATE = {"debug": False}
+
+
+def _usage_error_in_one_line(self, file=None) -> None:
+    # click prints a usage line, a hint and the error (three lines); every other refusal here is one line, exit 2
+    where = f"; see `{self.ctx.command_path} --help`" if self.ctx is not None else ""
+    err.print(f"[bold red]error:[/bold red] {escape(self.format_message())}{where}", highlight=False, soft_wrap=True)
+
+
+click.exceptions.UsageError.show = _usage_error_in_one_line
 DEBUG_HELP = "Show full tracebacks instead of one-line errors. [default: off]"
 
 

@@ -68,7 +68,7 @@ def test_generator_of_another_seed_is_refused_in_one_line(folder, tmp_path):
 
 
 @pytest.mark.parametrize("args,words", [
-    (["fit-classifier", "--generator", "nowhere"], "not a generator run"),
+    (["fit-classifier", "--generator", "nowhere"], "does not exist"),
     (["fit-classifier", "--arch", "vgg11"], "unknown --arch"),
     (["fit-classifier", "--method", "mixup", "-o", "alpha=0"], "alpha"),
     (["fit-classifier", "--method", "zeta-mixup", "-o", "gamma=1.5"], "1.72865"),
@@ -79,6 +79,12 @@ def test_generator_of_another_seed_is_refused_in_one_line(folder, tmp_path):
     (["report"], "no runs"),
     (["experiment", "--seeds", "a-b"], "--seeds"),
     (["experiment", "--mask", "circles"], "--mask"),
+    # an empty choice used to fall through to the preset's (`--arch ''` trained a WRN-16-8)
+    (["fit-classifier", "--arch", ""], "--arch is empty"),
+    (["fit-generator", "--mask", ""], "--mask is empty"),
+    # click's own usage errors: one line too, with where to look
+    (["fit-classifier", "--steps", "many"], "Invalid value for '--steps'"),
+    (["fit-generator", "--no-such-option"], "--help"),
 ])
 def test_bad_input_is_one_line_exit_2(folder, tmp_path, args, words):
     extra = [] if args[0] == "report" else ["--data", folder, "--spc", 2, *SMALL]

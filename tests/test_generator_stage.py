@@ -229,3 +229,16 @@ def test_progress_moves_from_step_one_and_losses_come_at_log_points(tmp_path):
     seen = Seen()
     fit_generator(tiny(steps=5, log_every=3, out=str(tmp_path / "g")), progress=seen)
     assert seen.updates == [(1, False), (2, False), (3, True), (4, False), (5, True)]
+
+
+def test_cpu_preset_is_the_short_budget_recipe_and_paper_keeps_the_public_procedure():
+    from chimeramix.config import GeneratorConfig, make_config
+
+    cpu = make_config(GeneratorConfig, "cpu", data="digits")
+    assert (cpu.lr, cpu.warmup, tuple(cpu.lr_milestones), cpu.d_every, cpu.d_lr) == (1e-3, 0.05, (0.7, 0.9), 2, None)
+    assert (cpu.steps, cpu.ngf, cpu.batch_size) == (1000, 16, 16)
+    for preset in ("paper", "fast"):
+        c = make_config(GeneratorConfig, preset, data="digits")
+        assert (c.lr, c.warmup, tuple(c.lr_milestones), c.d_every) == (2e-4, 0.0, (0.3, 0.6, 0.8), 1)
+    # an option still overrides the preset's recipe
+    assert make_config(GeneratorConfig, "cpu", data="digits", lr=2e-4, d_every=1).d_every == 1

@@ -281,14 +281,19 @@ def test_processes_racing_for_one_folder_get_it_exactly_once(tmp_path, stale):
 
 
 def test_written_files_get_the_umask_mode_not_mkstemps_0600(tmp_path):
+    import torch
+
+    from chimeramix.checkpoint import save_tensors
     from chimeramix.fileio import write_json
 
     old = os.umask(0o027)
     try:
         write_json(tmp_path / "a.json", {"x": 1})
+        save_tensors(tmp_path / "w.safetensors", {"w": torch.zeros(2)})  # safetensors makes its own file: 0600 before
     finally:
         os.umask(old)
     assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o640
+    assert (tmp_path / "w.safetensors").stat().st_mode & 0o777 == 0o640
 
 
 class _StopOnMessage(Progress):

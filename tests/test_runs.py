@@ -1,13 +1,16 @@
 import pytest
+import torch
 
+from chimeramix.checkpoint import save_tensors
 from chimeramix.errors import ChimeraMixError
-from chimeramix.runs import config_diff, new_info, prepare
+from chimeramix.runs import config_diff, finished_run, new_info, prepare
 
 
 def _finish(path, config, kind="generator"):
     with prepare(path, kind, config, resume=False, force=False) as run:
         info = new_info(kind, config, {}, 10)
         info["status"] = "finished"
+        save_tensors(run.file(f"{kind}.safetensors"), {"w": torch.zeros(3)})
         run.write_info(info)
 
 
@@ -37,6 +40,42 @@ def test_finished_run_is_reused_refused_or_forced(tmp_path):
     assert not any(p.iterdir())  # and the lock went with the run
 
 
+@pytest.mark.parametrize("damage", ["delete", "truncate"])
+def test_finished_run_with_lost_weights_is_retrained_by_its_own_command(tmp_path, damage):
+    p = tmp_path / "run"
+    _finish(p, {"lr": 1})
+    w = p / "generator.safetensors"
+    if damage == "delete":
+        w.unlink()
+    else:
+        w.write_bytes(w.read_bytes()[:20])
+    # a reader is told to run the command that trained it ...
+    with pytest.raises(ChimeraMixError, match="finished but its weights.*run the fit-generator command that trained it again"):
+        finished_run(p, "generator")
+    # ... and that command (same config, no --force) starts the run over instead of calling it finished
+    with prepare(p, "generator", {"lr": 1}, False, False) as run:
+        assert not run.already_finished and not run.resumed and not (p / "run.json").exists()
+
+
+def test_force_never_removes_what_chimeramix_did_not_write(tmp_path):
+    # a finished run: --force clears the run's own files, a note the user left in the folder stays
+    p = tmp_path / "run"
+    _finish(p, {"lr": 1})
+    (p / "notes.txt").write_text("mine")
+    with prepare(p, "generator", {"lr": 2}, False, True):
+        assert sorted(f.name for f in p.iterdir()) == ["notes.txt", "run.lock"]
+    assert (p / "notes.txt").read_text() == "mine"
+    # a folder without run.json: a file that merely carries one of our names (report.md) is the owner's
+    mine = tmp_path / "thesis"
+    mine.mkdir()
+    (mine / "report.md").write_text("chapter 1")
+    for force in (False, True):
+        with pytest.raises(ChimeraMixError, match="not a chimeramix run.*report.md") as e:
+            prepare(mine, "classifier", {}, False, force)
+        assert "--force" not in str(e.value)  # the advice never points at the option that would destroy it
+    assert [f.name for f in mine.iterdir()] == ["report.md"] and (mine / "report.md").read_text() == "chapter 1"
+
+
 def test_unfinished_and_foreign_folders(tmp_path):
     p = tmp_path / "run"
     _unfinished(p, {"lr": 1})
@@ -47,6 +86,11 @@ def test_unfinished_and_foreign_folders(tmp_path):
         _unfinished(p, {"lr": 1}, checkpoint=False)
         with prepare(p, "generator", {"lr": 2}, resume, False) as run:
             assert not run.resumed and not run.file("run.json").exists()
+    # what a kill -9 leaves before the first checkpoint: run.json (written first) and split.json; it starts over
+    _unfinished(p, {"lr": 1}, checkpoint=False)
+    (p / "split.json").write_text("{}")
+    with prepare(p, "generator", {"lr": 1}, False, False) as run:
+        assert not run.resumed and sorted(f.name for f in p.iterdir()) == ["run.lock"]
     foreign = tmp_path / "mine"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("keep me")

@@ -11,6 +11,7 @@ import torch
 
 from .. import checkpoint as ckpt
 from .. import masks as M
+from ..runs import finished_run, retrain_advice
 from ..augment import CropFlip, normalize
 from ..config import ClassifierConfig, check_config, generator_parents, method_name, resolve_classifier, to_dict
 from ..data.device import DeviceData
@@ -251,17 +252,7 @@ def fit_classifier(cfg: ClassifierConfig, *, resume: bool | str = False, force: 
 
 def finished_classifier(run_dir: str | Path) -> dict:
     """run.json of a finished fit-classifier run that has its weights; anything else is refused in one line."""
-    from ..runs import read_run
-
-    run_dir = Path(run_dir)
-    if not run_dir.exists():
-        raise ChimeraMixError(f"classifier run folder {run_dir} does not exist: pass the folder that fit-classifier wrote "
-                              "(e.g. checkpoints/clf-*)")
-    info = read_run(run_dir, "classifier")
-    if info.get("status") != "finished" or not (run_dir / WEIGHTS_FILE).is_file():
-        raise ChimeraMixError(f"the classifier run in {run_dir} has not finished: finish it with "
-                              f"`chimeramix fit-classifier --resume --out {run_dir}`")
-    return info
+    return finished_run(run_dir, "classifier")
 
 
 @dataclass
@@ -279,7 +270,7 @@ def load_classifier_network(run_dir: str | Path) -> TrainedClassifier:
     """The weights of a finished fit-classifier run in a freshly built network (what predict and fid start from)."""
     run_dir = Path(run_dir)
     info = finished_classifier(run_dir)
-    tensors, meta = ckpt.load_tensors(run_dir / WEIGHTS_FILE)
+    tensors, meta = ckpt.load_tensors(run_dir / WEIGHTS_FILE, advice=retrain_advice("classifier"))
     cfg = meta.get("config") or info["config"]
     classes = tuple(meta.get("classes") or info["result"]["classes"])
     size = (meta.get("split") or info["result"]["split"])["image_size"]
@@ -298,12 +289,7 @@ def _check_parents(gen_dir, theirs: int, asked) -> None:
 
 
 def _read_generator_info(path) -> dict:
-    from ..runs import read_run
-
-    info = read_run(path, "generator")
-    if info.get("status") != "finished":
-        raise ChimeraMixError(f"the generator run in {path} has not finished: finish it with `chimeramix fit-generator --resume --out {path}`")
-    return info
+    return finished_run(path, "generator")
 
 
 def _segments_at_native(subset: ImageSet, gen_cfg: dict | None, opts: dict, view: str = "classifier") -> torch.Tensor:

@@ -48,11 +48,15 @@ class Stage:
         self.run.__exit__(exc_type, exc, tb)  # releases the lock; a run that never wrote run.json leaves nothing
 
     def begin(self) -> dict:
-        """Write the split manifest; run.json's record of a new run, or the resumed run's own."""
-        self.prep.split.save(self.run.file(SPLIT_FILE))
+        """run.json's record of a new run (written first: what a kill -9 leaves is then provably ours), or the
+        resumed run's own; then the split manifest."""
         self.info = self.run.info() if self.run.resumed else new_info(self.kind, self.config, self.prep.split.to_dict(),
                                                                       self.cfg.steps)
         self.info.setdefault("precision", _precision(self.config, self.prep.device))
+        if not self.run.resumed:
+            self.run.fresh = True
+            self.run.write_info(self.info)
+        self.prep.split.save(self.run.file(SPLIT_FILE))
         return self.info
 
     def train(self, state: TrainState, step_fn: Callable, record: str) -> dict[str, float]:
