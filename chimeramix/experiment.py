@@ -44,6 +44,9 @@ def parse_seeds(text: str) -> list[int]:
 def expand_methods(spec: str, masks: list[str]) -> list[tuple[str, str | None]]:
     """Method names (and, for generator methods, the mask kind of their generator) to run."""
     names = known_methods() if spec.strip() == "all" else [m.strip() for m in spec.split(",") if m.strip()]
+    if not names:
+        raise ChimeraMixError(f"--methods '{spec}' names no method: give a comma-separated list, e.g. "
+                              "--methods none,mixup,chimeramix (see `chimeramix methods`)")
     plan = []
     for name in names:
         method = build_method(name)  # validates the name
@@ -52,6 +55,10 @@ def expand_methods(spec: str, masks: list[str]) -> list[tuple[str, str | None]]:
         else:
             plan.append((name, None))
     return plan
+
+
+def _checkpoints_advice(message: str) -> str:
+    return message.replace("choose another --out", "choose another --checkpoints")
 
 
 def check_launcher(launcher: str, slurm) -> None:
@@ -250,57 +257,62 @@ def run_experiment(
     gen_runs, clf_runs = [], []
     secs = {"generator": 0.0, "classifier": 0.0}
     submitted: dict = {}
-    if launcher != "local":
-        from .launch import build_graph, launch
+    try:
+        if launcher != "local":
+            from .launch import build_graph, launch
 
-        graph = build_graph(seeds, plan, gen_overrides, clf_overrides, root)
-        done = launch(graph, launcher, slurm=slurm, root=root, parallel=jobs, force=force, wait=wait_for_jobs,
-                      progress=progress, job_progress=job_progress, poll_s=poll_s)
-        submitted = done.submitted
-        if done.failed:
-            first = next(iter(done.failed.items()))
-            raise ChimeraMixError(f"{len(done.failed)} of {len(graph)} runs failed, e.g. {first[0]}: {first[1]}")
-        if done.pending:
-            return ExperimentResult([], [], [], seconds={"wall": time.perf_counter() - t0}, pending=done.pending,
-                                    submitted=submitted)
-        gen_runs = [done.run_dirs[j.run_dir] for j in graph if j.kind == "generator"]
-        clf_runs = [done.run_dirs[j.run_dir] for j in graph if j.kind == "classifier"]
-        secs = {}  # the jobs' own times are in their logs
-    elif jobs <= 1:
-        for seed in seeds:
-            progress.message(f"seed {seed}: {', '.join(n + (f' ({m})' if m else '') for n, m in plan)}")
-            g, c, s = _run_seed(seed, plan, gen_overrides, clf_overrides, str(root), force, progress)
-            gen_runs += g
-            clf_runs += c
-            for k in secs:
-                secs[k] += s[k]
-    else:
-        # Seeds in parallel processes: one small-batch run cannot fill a large GPU (or all CPU cores).
-        # Each worker relays its progress hooks through a queue, so every running job keeps its own bar here.
-        ctx = get_context("spawn")
-        stop = ctx.Event()
-        with ctx.Manager() as manager, ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init,
-                                                           initargs=(stop,)) as pool:
-            relay = manager.Queue()
-            threads = max(1, (os.cpu_count() or 1) // jobs)
-            futures = {pool.submit(_run_seed, s, plan, gen_overrides, clf_overrides, str(root), force, SILENT, threads, relay): s
-                       for s in seeds}
-            left = set(futures)
-            try:
-                while left:
-                    finished, left = wait(left, timeout=0.2, return_when=FIRST_COMPLETED)
+            graph = build_graph(seeds, plan, gen_overrides, clf_overrides, root)
+            done = launch(graph, launcher, slurm=slurm, root=root, parallel=jobs, force=force, wait=wait_for_jobs,
+                          progress=progress, job_progress=job_progress, poll_s=poll_s)
+            submitted = done.submitted
+            if done.failed:
+                first = next(iter(done.failed.items()))
+                raise ChimeraMixError(f"{len(done.failed)} of {len(graph)} runs failed, e.g. {first[0]}: {first[1]}")
+            if done.pending:
+                return ExperimentResult([], [], [], seconds={"wall": time.perf_counter() - t0}, pending=done.pending,
+                                        submitted=submitted)
+            gen_runs = [done.run_dirs[j.run_dir] for j in graph if j.kind == "generator"]
+            clf_runs = [done.run_dirs[j.run_dir] for j in graph if j.kind == "classifier"]
+            secs = {}  # the jobs' own times are in their logs
+        elif jobs <= 1:
+            for seed in seeds:
+                progress.message(f"seed {seed}: {', '.join(n + (f' ({m})' if m else '') for n, m in plan)}")
+                g, c, s = _run_seed(seed, plan, gen_overrides, clf_overrides, str(root), force, progress)
+                gen_runs += g
+                clf_runs += c
+                for k in secs:
+                    secs[k] += s[k]
+        else:
+            # Seeds in parallel processes: one small-batch run cannot fill a large GPU (or all CPU cores).
+            # Each worker relays its progress hooks through a queue, so every running job keeps its own bar here.
+            ctx = get_context("spawn")
+            stop = ctx.Event()
+            with ctx.Manager() as manager, ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init,
+                                                               initargs=(stop,)) as pool:
+                relay = manager.Queue()
+                threads = max(1, (os.cpu_count() or 1) // jobs)
+                futures = {pool.submit(_run_seed, s, plan, gen_overrides, clf_overrides, str(root), force, SILENT, threads, relay): s
+                           for s in seeds}
+                left = set(futures)
+                try:
+                    while left:
+                        finished, left = wait(left, timeout=0.2, return_when=FIRST_COMPLETED)
+                        _drain(relay, progress)
+                        for fut in finished:
+                            g, c, s = fut.result()
+                            progress.message(f"seed {futures[fut]} done")
+                            gen_runs += g
+                            clf_runs += c
+                            for k in secs:
+                                secs[k] += s[k]
                     _drain(relay, progress)
-                    for fut in finished:
-                        g, c, s = fut.result()
-                        progress.message(f"seed {futures[fut]} done")
-                        gen_runs += g
-                        clf_runs += c
-                        for k in secs:
-                            secs[k] += s[k]
-                _drain(relay, progress)
-            except BaseException:
-                _stop_workers(pool, stop, futures)
-                raise
+                except BaseException:
+                    _stop_workers(pool, stop, futures)
+                    raise
+    except ChimeraMixError as e:
+        # a run's refusal names fit-*'s --out; here the run folders come from --checkpoints
+        e.args = (_checkpoints_advice(str(e)),)
+        raise
     secs["wall"] = time.perf_counter() - t0
     results = load_results(clf_runs)
     tables = group_by_setting(results)

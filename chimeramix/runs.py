@@ -97,9 +97,27 @@ def read_run(path: str | Path, kind: str | None = None) -> dict:
     if not isinstance(info, dict):
         raise ChimeraMixError(f"{f} is not a run description (a JSON object); the run folder is damaged: "
                               "pass another folder, or --force to start the run there over")
+    _check_fields(f, info)
     if kind and info.get("kind") != kind:
         raise ChimeraMixError(f"{path} is a {info.get('kind')} run, not a {kind} run")
     return info
+
+
+# run.json's fields every reader relies on, and their types: a hand-edited or damaged record is refused here,
+# in one line naming the field, instead of as a KeyError or TypeError wherever it is first used.
+REQUIRED_FIELDS = {"kind": str, "config": dict}
+TYPED_FIELDS = {**REQUIRED_FIELDS, "status": str, "split": dict, "step": int, "total_steps": int, "result": dict}
+
+
+def _check_fields(f: Path, info: dict) -> None:
+    for name, t in TYPED_FIELDS.items():
+        if name not in info and name not in REQUIRED_FIELDS:
+            continue
+        value = info.get(name)
+        if name not in info or not isinstance(value, t) or (t is int and isinstance(value, bool)):
+            what = "is missing" if name not in info else f"is {type(value).__name__}, not {t.__name__}"
+            raise ChimeraMixError(f"{f}: field '{name}' {what}; the run record is damaged: pass another folder, "
+                                  "or --force to start the run there over")
 
 
 # What chimeramix itself writes into a run folder; a folder's files with these names are taken for ours only when
@@ -112,6 +130,8 @@ OWN_FILES = frozenset({
 
 
 LEFTOVERS = frozenset({LOCK_FILE, TAKEOVER_FILE, LOG_DIR})
+# What a run stopped before its first checkpoint left when run.json was written only then (before 2026-12-03)
+EARLY_FILES = frozenset({SPLIT_FILE, METRICS_FILE, "samples.png"})
 
 
 def _leftover(name: str) -> bool:
@@ -203,6 +223,11 @@ def _decide(path: Path, kind: str, config: dict, resume: bool | str, force: bool
         names = sorted(p.name for p in path.iterdir())
         foreign = [n for n in names if not _leftover(n)]
         if foreign:  # --force too: without run.json nothing here is provably ours, so nothing here is replaced
+            if all(n in EARLY_FILES for n in foreign):  # what a stop left before run.json came first (older versions)
+                raise ChimeraMixError(
+                    f"{path} holds {foreign[0]} but no {RUN_FILE}, so chimeramix cannot tell that it wrote it: if the "
+                    "folder is what a stopped chimeramix run left, delete it; otherwise choose another --out"
+                )
             raise ChimeraMixError(
                 f"{path} exists and is not a chimeramix run (it holds {foreign[0]}): choose another --out (a new or empty folder)"
             )

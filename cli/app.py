@@ -251,6 +251,13 @@ def _default(cls, name: str) -> str:
 G, C = GeneratorConfig, ClassifierConfig
 
 
+def _milestones_default() -> str:
+    from chimeramix.config import GENERATOR_PRESETS, PRESETS
+
+    text = lambda p: ",".join(f"{m:g}" for m in GENERATOR_PRESETS[p].get("lr_milestones", GeneratorConfig.lr_milestones))  # noqa: E731
+    return f"[default: {', '.join(f'{p} {text(p)}' for p in PRESETS)}]"
+
+
 @app.command("fit-generator")
 @friendly
 @stage_options
@@ -276,7 +283,7 @@ def fit_generator_cmd(
     d_lr: Annotated[Optional[float], typer.Option(help="Adam learning rate of the discriminator. [default: the generator's --lr]")] = None,
     d_every: Annotated[Optional[int], typer.Option(help=f"Update the discriminator every N generator steps (N > 1 weakens it). {_default(G, 'd_every')}")] = None,
     warmup: Annotated[Optional[float], typer.Option(help=f"Linear learning-rate warm-up over this fraction of the steps. {_default(G, 'warmup')}")] = None,
-    lr_milestones: Annotated[Optional[str], typer.Option(help=f"Learning-rate drops (x {G.lr_gamma:g} each) at these fractions of training, comma-separated. [default: {','.join(f'{m:g}' for m in G.lr_milestones)}]")] = None,
+    lr_milestones: Annotated[Optional[str], typer.Option(help=f"Learning-rate drops (x {G.lr_gamma:g} each) at these fractions of training, comma-separated. {_milestones_default()}")] = None,
     common: dict = None,
     run: dict = None,
 ):

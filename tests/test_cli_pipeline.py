@@ -162,7 +162,7 @@ def test_help_documents_every_option_with_its_default(monkeypatch):
     # the defaults shown are config.py's own values, not copies
     from chimeramix.config import GeneratorConfig, default_text
 
-    assert f"[default: {GeneratorConfig.lr:g}]" in flat and f"[default: {default_text(GeneratorConfig, 'ngf')}]" in flat
+    assert f"[default: {default_text(GeneratorConfig, 'lr')}]" in flat and "[default: paper 0.3,0.6,0.8, cpu 0.7,0.9, fast 0.3,0.6,0.8]" in flat and f"[default: {default_text(GeneratorConfig, 'ngf')}]" in flat
 
 
 def test_seeds_in_parallel_processes_match_sequential(folder, tmp_path):

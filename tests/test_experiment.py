@@ -72,3 +72,17 @@ def test_paper_preset_on_the_cpu_says_so_before_training(tmp_path):
         run_experiment("nope-not-a-dataset", 2, [0], preset="paper", device="cpu", root=tmp_path, progress=p,
                        clf_options={"steps": 2})
     assert any("preset paper on the CPU" in line for line in p.lines)
+
+
+def test_refusals_name_experiments_own_options(folder, tmp_path):
+    from chimeramix.errors import ChimeraMixError
+
+    with pytest.raises(ChimeraMixError, match="--methods ' , ' names no method"):
+        run_experiment(folder, 2, [0], root=tmp_path / "ck", **{**KW, "methods": " , "})
+    assert not (tmp_path / "ck").exists()
+    run_experiment(folder, 2, [0], root=tmp_path / "ck", **{**KW, "methods": "none"})
+    other = {**KW, "methods": "none", "clf_options": {**KW["clf_options"], "steps": 7}}
+    with pytest.raises(ChimeraMixError, match="another config") as e:
+        run_experiment(folder, 2, [0], root=tmp_path / "ck", **other)
+    # experiment has no --out for runs: the folder they go in is --checkpoints'
+    assert "choose another --checkpoints" in str(e.value) and "--out" not in str(e.value)

@@ -229,5 +229,5 @@ def test_unfinished_or_wrong_runs_are_refused(tmp_path, classifier_run):
     broken = tmp_path / "broken"
     shutil.copytree(classifier_run, broken)
     (broken / "classifier.safetensors").unlink()
-    with pytest.raises(ChimeraMixError, match="has not finished"):
+    with pytest.raises(ChimeraMixError, match="finished but its weights.*run the fit-classifier command that trained it again"):
         load_classifier_embedding(broken)

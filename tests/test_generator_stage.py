@@ -191,12 +191,11 @@ def test_resume_with_another_config_names_the_fields(tmp_path):
         fit_generator(tiny(steps=8, lr=1e-3, out=str(tmp_path / "r")), resume=True)
 
 
-def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint(tmp_path):
-    with pytest.raises(ChimeraMixError, match="became nan.*last good checkpoint"):
+def test_nan_loss_before_the_first_checkpoint_stops_with_a_clear_message_and_leaves_nothing(tmp_path):
+    # before the first checkpoint: the failed start leaves nothing, and the message says so
+    with pytest.raises(ChimeraMixError, match="became nan.*before the first checkpoint, so nothing is kept"):
         fit_generator(tiny(steps=12, lr=1e30, w_rec=1e30, out=str(tmp_path / "nan")))
-    info = json.loads((tmp_path / "nan" / "run.json").read_text())
-    assert info["status"] == "running"
-    assert not (tmp_path / "nan" / "generator.safetensors").exists()
+    assert not (tmp_path / "nan").exists()
 
 
 def test_unknown_mask_and_unwritable_output(tmp_path):

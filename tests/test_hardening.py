@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from chimeramix.errors import ChimeraMixError
 from chimeramix.progress import Progress
 from cli.app import app
 
@@ -223,7 +225,9 @@ def test_stale_lock_of_a_dead_process_is_taken_over_and_another_hosts_lock_is_re
     run.mkdir()
     stale = {"pid": dead_pid(), "host": socket.gethostname(), "since": "2020-01-01T00:00:00"}
     (run / "run.lock").write_text(json.dumps(stale))
-    (run / "split.json").write_text("{}")  # what a start that failed before its first checkpoint leaves
+    # what a start killed before its first checkpoint leaves: run.json (written first) and split.json
+    (run / "run.json").write_text(json.dumps({"kind": "generator", "status": "running", "config": {}, "step": 0}))
+    (run / "split.json").write_text("{}")
     args = ["fit-generator", *SMALL, *TINY_GEN, "--steps", 2, "--out", run]
     r = invoke(args)
     assert r.exit_code == 0, r.output
@@ -324,8 +328,13 @@ def test_a_run_stopped_before_run_json_leaves_no_folder_and_the_rerun_is_not_ref
         fit_generator(cfg, progress=_StopOnMessage())
     assert not (tmp_path / "runs").exists()  # the folders made for the run went with it
     (tmp_path / "runs" / "g").mkdir(parents=True)
-    (tmp_path / "runs" / "g" / "split.json").write_text("{}")  # what such a stop used to leave
-    assert fit_generator(cfg).steps == 2  # no --force needed
+    (tmp_path / "runs" / "g" / "split.json").write_text("{}")  # what such a stop used to leave (before run.json came first)
+    for force in (False, True):  # without run.json nothing proves it ours: refused, with the way out
+        with pytest.raises(ChimeraMixError, match="holds split.json but no run.json.*delete it"):
+            fit_generator(cfg, force=force)
+    assert (tmp_path / "runs" / "g" / "split.json").is_file()
+    shutil.rmtree(tmp_path / "runs" / "g")  # the advice, followed
+    assert fit_generator(cfg).steps == 2
 
 
 def test_checkpoints_come_by_minutes_too_and_by_default_twice_a_fast_run():

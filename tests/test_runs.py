@@ -115,3 +115,29 @@ def test_auto_resume_continues_unfinished_starts_fresh_and_still_refuses_foreign
     (foreign / "notes.txt").write_text("keep me")
     with pytest.raises(ChimeraMixError, match="not a chimeramix run"):
         prepare(foreign, "generator", {}, "auto", False)
+
+
+@pytest.mark.parametrize("edit,words", [
+    (lambda i: i.pop("config"), "field 'config' is missing"),
+    (lambda i: i.update(config=[1]), "field 'config' is list, not dict"),
+    (lambda i: i.update(step="4"), "field 'step' is str, not int"),
+    (lambda i: i.update(status=None), "field 'status' is NoneType, not str"),
+    (lambda i: i.update(kind=3), "field 'kind' is int, not str"),
+])
+def test_a_hand_edited_run_record_is_refused_naming_its_field(tmp_path, edit, words):
+    import json
+
+    from chimeramix.runs import read_run
+
+    p = tmp_path / "run"
+    _finish(p, {"lr": 1})
+    info = json.loads((p / "run.json").read_text())
+    edit(info)
+    (p / "run.json").write_text(json.dumps(info))
+    with pytest.raises(ChimeraMixError, match=f"run.json: {words}") as e:
+        read_run(p, "generator")
+    assert "\n" not in str(e.value)
+    with pytest.raises(ChimeraMixError, match=words):
+        prepare(p, "generator", {"lr": 1}, False, False)
+    with prepare(p, "generator", {"lr": 1}, False, True) as run:  # the advice: --force starts over
+        assert not run.already_finished

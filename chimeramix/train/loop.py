@@ -170,6 +170,9 @@ def run_steps(
         if bad.any():
             row, col = (int(i) for i in bad.nonzero()[0])
             good = info.get("checkpoint_step", 0)
+            if not good:  # the folder goes with the failed start (runs.RunDir.close): nothing is kept
+                raise NonFiniteLoss(f"{keys[col]} became {values[row, col].item()} at step {first + row}; stopped before "
+                                    f"the first checkpoint, so nothing is kept: run again with a lower --lr")
             raise NonFiniteLoss(
                 f"{keys[col]} became {values[row, col].item()} at step {first + row}; stopped. "
                 f"The last good checkpoint (step {good}) is kept in {run.path}: run again with a lower --lr and --force (a resumed run must keep its config)"
