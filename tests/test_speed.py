@@ -74,3 +74,18 @@ def test_compiled_classifier_steps_match_plain():
     compiled = _clf_losses(SpeedOptions(compile="default"), steps=2, dropout=0.0, trainers=trainers)
     assert isinstance(trainers[0]._forward, torch._dynamo.eval_frame.OptimizedModule)  # really the compiled path
     assert compiled == pytest.approx(ref, rel=1e-3)
+
+
+def test_bf16_on_a_cpu_without_bf16_hardware_is_warned_about():
+    import torch
+
+    from chimeramix.speed import SpeedOptions, bf16_warning, cpu_has_native_bf16
+
+    avx2 = "processor : 0\nflags : fpu sse2 avx avx2 fma\n"
+    epyc = "processor : 0\nflags : fpu avx2 avx512f avx512_bf16 avx512_vnni\n"
+    assert cpu_has_native_bf16(avx2) is False and cpu_has_native_bf16(epyc) is True
+    assert cpu_has_native_bf16("no flags here") is None  # cannot tell: no warning either
+    cpu, on, off = torch.device("cpu"), SpeedOptions(amp=True), SpeedOptions(amp=False)
+    assert "--amp off" in bf16_warning(cpu, on, avx2) and "\n" not in bf16_warning(cpu, on, avx2)
+    assert bf16_warning(cpu, on, epyc) is None and bf16_warning(cpu, off, avx2) is None
+    assert bf16_warning(torch.device("meta"), on, avx2) is None  # only the CPU emulates

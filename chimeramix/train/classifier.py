@@ -23,7 +23,7 @@ from ..models import ARCHS, build_classifier
 from ..plots import save_confusion
 from ..progress import SILENT, Progress
 from ..report import classification_metrics, generator_recipe, run_markdown
-from ..speed import SpeedOptions
+from ..speed import SpeedOptions, bf16_warning
 from .generator import load_generator
 from .loop import TrainState
 from .setup import named_options, options_tag, prepare_data, seeded_generator, variant_label, variant_suffix
@@ -217,6 +217,8 @@ def fit_classifier(cfg: ClassifierConfig, *, resume: bool | str = False, force: 
         segments = None
         if (method.needs_generator and method.options.get("mask") == "seg") or method.needs_segments:
             segments = _segments_at_native(prep.subset, gen_info["config"] if gen_info else None, method.options, cfg.seg_view)
+        if (warning := bf16_warning(prep.device, speed)) is not None:
+            progress.message(warning)
         progress.message(f"classifier {cfg.arch} ({method.label}): {len(prep.subset)} images, {cfg.steps} steps on {prep.device}")
         rng = seeded_generator(prep.device, cfg.seed, stream=2)
         data = DeviceData(prep.subset, prep.device, cfg.seed, segments)

@@ -21,7 +21,7 @@ from ..losses import laplacian, lsgan, reconstruction, reconstruction_parents
 from ..models import MixingGenerator, PatchDiscriminator
 from ..plots import save_grid
 from ..progress import SILENT, Progress
-from ..speed import SpeedOptions
+from ..speed import SpeedOptions, bf16_warning
 from .loop import TrainState
 from .setup import prepare_data, seeded_generator, variant_suffix
 from .stage import open_stage
@@ -200,6 +200,8 @@ def fit_generator(cfg: GeneratorConfig, *, resume: bool | str = False, force: bo
             info = stage.run.info()
             return GeneratorResult(stage.out, info["step"], info.get("losses", {}), already_finished=True)
         stage.begin()
+        if (warning := bf16_warning(prep.device, speed)) is not None:
+            progress.message(warning)
         progress.message(f"generator: {len(prep.subset)} images ({cfg.spc} per class) at {cfg.work_size}x{cfg.work_size} on {prep.device}")
         rng = seeded_generator(prep.device, cfg.seed, stream=1)
         data = device_data(cfg, prep.subset, prep.device, cfg.seed)
