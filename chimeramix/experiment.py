@@ -20,6 +20,9 @@ from .progress import SILENT, Progress
 from .report import Row, Table, group_by_setting, load_results, write_tables
 
 
+MAX_SEEDS = 1000  # a run per seed and method: more is a typo, not a plan
+
+
 def parse_seeds(text: str) -> list[int]:
     """'0-4' -> [0, 1, 2, 3, 4]; '0,2,5' -> [0, 2, 5]; '3' -> [3]."""
     seeds: list[int] = []
@@ -28,13 +31,18 @@ def parse_seeds(text: str) -> list[int]:
             part = part.strip()
             if "-" in part:
                 a, b = part.split("-", 1)
-                seeds.extend(range(int(a), int(b) + 1))
+                a, b = int(a), int(b)
+                if b - a + 1 > MAX_SEEDS:  # before the list is built: '0-4000000000' would fill the memory
+                    raise ChimeraMixError(f"--seeds '{text}' asks for {b - a + 1:,} seeds: at most {MAX_SEEDS:,} in one command")
+                seeds.extend(range(a, b + 1))
             elif part:
                 seeds.append(int(part))
     except ValueError:
         raise ChimeraMixError(f"--seeds '{text}' is not a list of seeds: use e.g. 0-4 or 0,1,2") from None
     if not seeds:
         raise ChimeraMixError("--seeds is empty: use e.g. 0-4")
+    if len(seeds) > MAX_SEEDS:
+        raise ChimeraMixError(f"--seeds '{text}' asks for {len(seeds):,} seeds: at most {MAX_SEEDS:,} in one command")
     bad = [s for s in seeds if not 0 <= s <= MAX_SEED]
     if bad:
         raise ChimeraMixError(f"--seeds '{text}' holds {bad[0]}: seeds go from 0 to {MAX_SEED}")

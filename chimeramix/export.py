@@ -104,6 +104,7 @@ def export_dataset(generator: str | Path, out: str | Path, per_class: int, *, wi
     classes = list(train.classes)
     for c in classes:
         check_class_name(c)
+    check_disk(out, per_class * len(classes), train.image_size)
     G, _ = load_generator(gen_dir, dev)
     entries, mask_info = plan_compositions(cfg, split, subset, classes, per_class, seed, seg_view, progress)
     work, fs = mask_info["work_size"], mask_info["feature_size"]
@@ -196,6 +197,22 @@ def _weights_file() -> str:
     from .train.generator import WEIGHTS_FILE
 
     return WEIGHTS_FILE
+
+
+def check_disk(out: Path, files: int, image_size) -> None:
+    """Refuse, before the manifest's entries are even planned, an export the disk beside `out` cannot hold.
+
+    A PNG of a composition is taken at half its raw pixel bytes (chosen low, not measured):
+    only what surely cannot fit is refused.
+    """
+    need = files * int(image_size[0]) * int(image_size[-1]) * 3 // 2
+    base = out if out.exists() else out.parent
+    while not base.exists() and base.parent != base:
+        base = base.parent
+    free = shutil.disk_usage(base).free
+    if need > free:
+        raise ChimeraMixError(f"--per-class asks for {files:,} images, about {need / 2**30:.1f} GiB, but {base} has "
+                              f"{free / 2**30:.1f} GiB free: lower --per-class or choose an --out on a larger disk")
 
 
 def finished_generator(gen_dir: Path) -> dict:

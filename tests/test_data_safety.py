@@ -166,3 +166,10 @@ def test_damaged_weights_of_a_finished_generator_advice_followed_literally_gets_
     r = invoke("fit-generator", *GEN, "--out", gen)
     assert r.exit_code == 0 and "nothing to do" not in r.output, r.output
     assert invoke("fit-classifier", *CLF, "--generator", gen, "--out", tmp_path / "clf").exit_code == 0
+
+
+def test_export_that_cannot_fit_on_the_disk_is_refused_before_planning(gen, tmp_path):
+    out = tmp_path / "ex"
+    line = one_error(invoke("export", "--generator", gen, "--per-class", 10**13, "--out", out, "--device", "cpu", "--quiet"),
+                     "GiB free", "lower --per-class")
+    assert "images" in line and list(tmp_path.iterdir()) == []

@@ -11,7 +11,6 @@ import torch
 
 from .. import checkpoint as ckpt
 from .. import masks as M
-from ..runs import finished_run, retrain_advice
 from ..augment import CropFlip, normalize
 from ..config import ClassifierConfig, check_config, generator_parents, method_name, resolve_classifier, to_dict
 from ..data.device import DeviceData
@@ -23,6 +22,7 @@ from ..models import ARCHS, build_classifier
 from ..plots import save_confusion
 from ..progress import SILENT, Progress
 from ..report import classification_metrics, generator_recipe, run_markdown
+from ..runs import finished_run, retrain_advice
 from ..speed import SpeedOptions, bf16_warning
 from .generator import load_generator
 from .loop import TrainState

@@ -11,16 +11,17 @@ import torch
 
 from .. import checkpoint as ckpt
 from .. import masks as M
-from ..runs import lost_weights, retrain_advice
 from ..augment import CropFlip, denormalize, normalize, resize_uint8
 from ..config import GeneratorConfig, check_config, generator_run_config, resolve_generator
 from ..data.device import DeviceData
 from ..data.imageset import ImageSet
 from ..errors import ChimeraMixError
 from ..losses import laplacian, lsgan, reconstruction, reconstruction_parents
+from ..memory import check_generator_fits
 from ..models import MixingGenerator, PatchDiscriminator
 from ..plots import save_grid
 from ..progress import SILENT, Progress
+from ..runs import lost_weights, retrain_advice
 from ..speed import SpeedOptions, bf16_warning
 from .loop import TrainState
 from .setup import prepare_data, seeded_generator, variant_suffix
@@ -194,6 +195,7 @@ def fit_generator(cfg: GeneratorConfig, *, resume: bool | str = False, force: bo
     prep = prepare_data(cfg)
     speed = SpeedOptions.resolve(prep.device, cfg.amp, cfg.channels_last, cfg.fused, cfg.compile)
     cfg = resolve_generator(cfg, prep.train.image_size[0], len(prep.subset))
+    check_generator_fits(cfg, prep.device)  # before the run folder exists: an extreme --ngf leaves nothing behind
     config = {**generator_run_config(cfg), "fingerprint": prep.split.fingerprint}
     with open_stage("generator", "gen", cfg.mask + variant_suffix(cfg), cfg, config, prep, root, resume, force, progress) as stage:
         if stage.already_finished:
