@@ -376,6 +376,9 @@ def resolve_generator(cfg: GeneratorConfig, image_size: int, n_train: int) -> Ge
     work = cfg.work_size or (2 * image_size if (paper and image_size <= 32) else image_size)
     work = max(MIN_WORK_SIZE, -(-work // 4) * 4)  # compositions are resized back to the data's size, so rounding up is safe
     batch = cfg.batch_size or (64 if small else 8)
+    if cfg.mask == "grid" and cfg.grid_k > work:  # a cell per pixel at most; a huge --grid-k went straight to memory
+        raise ChimeraMixError(f"--grid-k {cfg.grid_k} draws more cells per side than the generator's {work} px: "
+                              f"use at most {work} (the paper's is 4)")
     seg = 60 if small else 400
     c = replace(cfg, work_size=work, batch_size=batch, seg_scale=cfg.seg_scale or seg, seg_min_size=cfg.seg_min_size or seg,
                 seg_size=cfg.seg_size or (64 if image_size <= 32 else work),

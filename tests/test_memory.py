@@ -36,6 +36,8 @@ def test_cli_refuses_an_extreme_ngf_and_seed_range_in_one_line_leaving_nothing(t
         (["experiment", "--data", "digits", "--spc", "2", "--seeds", "0-4000000000", "--device", "cpu", "--quiet"],
          "at most 1,000"),
         (["experiment", "--data", "digits", "--spc", "2", "--seeds", ",".join(map(str, range(1001))), "--quiet"], "at most 1,000"),
+        (["fit-generator", "--data", "digits", "--spc", "2", "--mask", "grid", "--grid-k", "100000000", "--device", "cpu",
+          "--quiet"], "use at most 32"),
     ]
     for args, words in cases:
         r = runner.invoke(app, args)
