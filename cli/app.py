@@ -39,10 +39,15 @@ err = Console(stderr=True)
 STATE = {"debug": False}
 
 
+def one_line(message: str) -> str:
+    """A refusal stays one line even when it quotes a name with a line break in it (a folder, a class)."""
+    return message.replace("\r", "\\r").replace("\n", "\\n")
+
+
 def _usage_error_in_one_line(self, file=None) -> None:
     # click prints a usage line, a hint and the error (three lines); every other refusal here is one line, exit 2
     where = f"; see `{self.ctx.command_path} --help`" if self.ctx is not None else ""
-    err.print(f"[bold red]error:[/bold red] {escape(self.format_message())}{where}", highlight=False, soft_wrap=True)
+    err.print(f"[bold red]error:[/bold red] {escape(one_line(self.format_message()))}{where}", highlight=False, soft_wrap=True)
 
 
 click.exceptions.UsageError.show = _usage_error_in_one_line
@@ -99,7 +104,7 @@ def friendly(fn):
         except ChimeraMixError as e:
             if STATE["debug"]:
                 raise
-            err.print(f"[bold red]error:[/bold red] {escape(str(e))}", highlight=False, soft_wrap=True)
+            err.print(f"[bold red]error:[/bold red] {escape(one_line(str(e)))}", highlight=False, soft_wrap=True)
             raise typer.Exit(e.exit_code)
         except OSError as e:
             # A full disk leaves every run folder consistent (atomic writes); only the message was missing.

@@ -82,6 +82,8 @@ def test_generator_of_another_seed_is_refused_in_one_line(folder, tmp_path):
     # an empty choice used to fall through to the preset's (`--arch ''` trained a WRN-16-8)
     (["fit-classifier", "--arch", ""], "--arch is empty"),
     (["fit-generator", "--mask", ""], "--mask is empty"),
+    # a name with a line break in it stays on the one line, escaped
+    (["fit-classifier", "--generator", "no\nwhere"], "no\\nwhere does not exist"),
     # click's own usage errors: one line too, with where to look
     (["fit-classifier", "--steps", "many"], "Invalid value for '--steps'"),
     (["fit-generator", "--no-such-option"], "--help"),
