@@ -38,5 +38,5 @@ def test_the_recorded_tables_the_demo_prints_exist_and_read_back():
     for f in files:
         tables = load_recorded(ROOT / f)
         # each is a 5-seed comparison with the baseline, as the demo's title says
-        assert tables and all(r.seeds == [0, 1, 2, 3, 4] for t in tables for r in t.rows), f
+        assert tables and all(len(r.seeds) == 5 for t in tables for r in t.rows), f
         assert any(r.vs_baseline is not None and r.vs_baseline.n == 5 for t in tables for r in t.rows), f
