@@ -28,7 +28,7 @@ from .config import RUNTIME_FIELDS, SEG_VIEWS
 from .data import Split, open_source
 from .data.device import resolve_device
 from .errors import ChimeraMixError
-from .fileio import file_digest, read_json, write_json
+from .fileio import existing_ancestor, file_digest, read_json, write_json
 from .outfolder import (MANIFEST, check_class_name, check_out, count_test_set, finished_manifest, make_temp,
                         plan_test_set, publish, recover, side, write_png, write_test_set)
 from .plots import save_grid
@@ -206,9 +206,7 @@ def check_disk(out: Path, files: int, image_size) -> None:
     only what surely cannot fit is refused.
     """
     need = files * int(image_size[0]) * int(image_size[-1]) * 3 // 2
-    base = out if out.exists() else out.parent
-    while not base.exists() and base.parent != base:
-        base = base.parent
+    base = existing_ancestor(out)
     free = shutil.disk_usage(base).free
     if need > free:
         raise ChimeraMixError(f"--per-class asks for {files:,} images, about {need / 2**30:.1f} GiB, but {base} has "

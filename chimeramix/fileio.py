@@ -24,15 +24,24 @@ def _umask() -> int:
     return mask
 
 
-def _file_target(path: Path) -> Path:
+def _file_target(path: Path, option: str | None = None) -> Path:
     """Where writing `path` should land: through a symlink to its target; a device, FIFO or socket is refused
     (the rename would replace it with a regular file: as root, `--out /dev/null` would replace the real one)."""
     if path.is_symlink():
         path = Path(os.path.realpath(path))
     if path.exists() and not path.is_file():
         kind = "a folder" if path.is_dir() else "not a regular file (a device, FIFO or socket)"
-        raise ChimeraMixError(f"{path} is {kind}: chimeramix writes only regular files; choose another path")
+        where = f"{option} {path}" if option else str(path)
+        raise ChimeraMixError(f"{where} is {kind}: chimeramix writes only regular files; choose another path")
     return path
+
+
+def existing_ancestor(path: Path) -> Path:
+    """The nearest folder above `path` (or `path` itself) that exists: where a probe or a free-space check can look."""
+    base = path
+    while not base.exists() and base.parent != base:
+        base = base.parent
+    return base
 
 
 @contextmanager
@@ -75,13 +84,8 @@ def check_writable(path: str | Path, option: str) -> None:
     path = Path(path)
     if path.is_dir():
         raise ChimeraMixError(f"{option} {path} is a folder: give a file name stem, e.g. {option} {path / 'table'}")
-    target = Path(os.path.realpath(path)) if path.is_symlink() else path
-    if target.exists() and not target.is_file():
-        raise ChimeraMixError(f"{option} {path} is not a regular file (a device, FIFO or socket): choose a file path")
-    path = target
-    base = path.parent
-    while not base.exists() and base.parent != base:
-        base = base.parent
+    path = _file_target(path, option)
+    base = existing_ancestor(path.parent)
     if not base.is_dir():
         raise ChimeraMixError(f"cannot write {path}: {base} is a file, not a folder; choose another {option}")
     try:  # a real probe: permission bits say nothing for root or on a read-only mount

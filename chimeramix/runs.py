@@ -147,7 +147,7 @@ def _clear(path: Path) -> None:
     """Empty a run folder for a new start of files chimeramix writes (a user's own files in it stay, --force
     included); the lock stays (this process holds it), the launcher's logs too (the running job writes them)."""
     for p in path.iterdir():
-        if p.name in (LOCK_FILE, TAKEOVER_FILE, LOG_DIR) or not _ours(p.name):
+        if p.name in LEFTOVERS or not _ours(p.name):
             continue
         if p.is_dir() and not p.is_symlink():
             shutil.rmtree(p)
@@ -298,8 +298,6 @@ def lost_weights(path: Path, kind: str) -> str:
 def finished_run(path: str | Path, kind: str) -> dict:
     """run.json of a finished run of `kind` whose weights are readable; anything else is refused in one line that
     says how to get there (every reader of a finished run goes through here)."""
-    from .checkpoint import readable
-
     path = Path(path)
     if not path.exists():
         raise ChimeraMixError(f"{kind} run folder {path} does not exist: pass the folder that fit-{kind} wrote "
@@ -308,7 +306,7 @@ def finished_run(path: str | Path, kind: str) -> dict:
     if info.get("status") != "finished":
         raise ChimeraMixError(f"the {kind} run in {path} has not finished: finish it with "
                               f"`chimeramix fit-{kind} --resume --out {path}` (and the options it was started with)")
-    if not readable(path / weights_file(kind)):
+    if not _weights_readable(path, kind):
         raise ChimeraMixError(lost_weights(path, kind))
     return info
 
