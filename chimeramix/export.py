@@ -1,6 +1,6 @@
 """Export a trained generator's compositions as an image folder any classifier can train on.
 
-DIR/train/<class>/gen_NNNNN.png  compositions of same-class pairs of the generator run's own subset
+DIR/train/<class>/gen_NNNNN.png  compositions of K same-class parents (the generator's --parents; 2: pairs) of its subset
 DIR/train/<class>/real_NNNNN.png the subset's real images (with_real; NNNNN = index in the source's training set)
 DIR/test/<class>/*               the source's test set, so `fit-classifier --data DIR` evaluates on it
 DIR/manifest.json                how each file was made (parents, mask bits, per-file seed), the generator, versions
@@ -77,11 +77,6 @@ def export_dataset(generator: str | Path, out: str | Path, per_class: int, *, wi
     if seed < 0:
         raise ChimeraMixError(f"--seed must be 0 or more (got {seed})")
     spec = M.MaskSpec.from_config(cfg)
-    if spec.parents != 2:
-        raise ChimeraMixError(
-            f"the generator in {gen_dir} composes {spec.parents} parents; export writes pairs only (its manifest "
-            "records two parents and a binary mask per file): export a generator trained with --parents 2"
-        )
     request = {
         "generator": str(gen_dir.resolve()), "generator_sha256": file_digest(gen_dir / _weights_file()),
         "per_class": per_class,
@@ -270,19 +265,27 @@ def _draw(split: Split, subset, classes, per_class: int, seed: int, spec: M.Mask
             s1 = members[perms[p][k % n]]
             draw_seed = _derive(seed, 1, label, k)
             g = torch.Generator().manual_seed(draw_seed)
-            # The partner as the classifier stage draws it: uniform over the class, itself included.
-            s2 = members[int(torch.randint(n, (1,), generator=g))]
-            seg1 = segments[s1: s1 + 1] if segments is not None else None
-            seg2 = segments[s2: s2 + 1] if segments is not None else None
-            m = spec.sample(1, fs, g, "cpu", seg1, seg2, num_segments)
+            ss = [s1, *_partners(members, s1, spec.parents, g)]
+            segs = [segments[s: s + 1] for s in ss] if segments is not None else None
+            w = spec.sample(1, fs, g, "cpu", segs, num_segments)
             entries.append({
                 "file": f"train/{name}/gen_{k:05d}.png", "class": name, "label": label, "kind": "generated", "k": k,
-                "parents": {"train": [split.indices[s1], split.indices[s2]], "subset": [s1, s2]},
-                "draw_seed": draw_seed, "mask": _pack(m), "share_first": float(m.mean()),
+                "parents": {"train": [split.indices[s] for s in ss], "subset": ss},
+                "draw_seed": draw_seed, "mask": _pack(w), "share_first": float(w[:, 0].mean()),
             })
     for i, e in enumerate(entries):
         e["batch"] = i // BATCH
     return entries
+
+
+def _partners(members: list[int], s1: int, parents: int, g: torch.Generator) -> list[int]:
+    """The K - 1 partners of s1 as the classifier stage draws them: a pair's uniform over the class, itself
+    included; K > 2 distinct other images of the class."""
+    n = len(members)
+    if parents == 2:
+        return [members[int(torch.randint(n, (1,), generator=g))]]
+    others = [m for m in members if m != s1]
+    return [others[int(i)] for i in torch.randperm(len(others), generator=g)[: parents - 1]]
 
 
 def real_entry(split: Split, subset, classes, s: int) -> dict:
@@ -292,14 +295,27 @@ def real_entry(split: Split, subset, classes, s: int) -> dict:
             "parents": {"train": [i], "subset": [s]}}
 
 
-def _pack(mask: torch.Tensor) -> str:
-    """A {0, 1} mask as hex of its row-major bits (1: the first parent's features)."""
-    return np.packbits(mask.flatten().numpy() > 0.5).tobytes().hex()
+def _code_bits(parents: int) -> int:
+    return max(1, (parents - 1).bit_length())
 
 
-def _unpack(hexbits: str, fs: int) -> torch.Tensor:
-    bits = np.unpackbits(np.frombuffer(bytes.fromhex(hexbits), dtype=np.uint8))[: fs * fs]
-    return torch.from_numpy(bits.astype(np.float32)).reshape(1, fs, fs)
+def _pack(weights: torch.Tensor) -> str:
+    """A one-hot 1 x K x h x w mask as hex of its row-major cell codes, each K - 1 - parent in ceil(log2 K) bits
+    (big-endian). Counting down from the last parent makes a pair's code its binary mask: 1 keeps the first parent,
+    as manifests have always stored pairs."""
+    k = weights.shape[1]
+    code = (k - 1 - weights[0].argmax(0)).flatten().numpy().astype(np.uint8)
+    bits = np.unpackbits(code[:, None], axis=1)[:, 8 - _code_bits(k):]
+    return np.packbits(bits.flatten()).tobytes().hex()
+
+
+def _unpack(hexbits: str, fs: int, parents: int = 2) -> torch.Tensor:
+    """`_pack`'s inverse: one-hot K x fs x fs (float)."""
+    b = _code_bits(parents)
+    bits = np.unpackbits(np.frombuffer(bytes.fromhex(hexbits), dtype=np.uint8))[: fs * fs * b].reshape(-1, b)
+    code = (bits * (1 << np.arange(b - 1, -1, -1))).sum(1)
+    assign = torch.from_numpy((parents - 1 - code).astype(np.int64)).reshape(1, fs, fs)
+    return M.one_hot(assign, parents)[0]
 
 
 @torch.no_grad()
@@ -307,11 +323,10 @@ def render_compositions(G, train_images: torch.Tensor, batch: list[dict], fs: in
     """Compositions (uint8 N x 3 x H x W, CPU) of a batch of manifest entries, as the classifier stage composes."""
     from .methods.chimeramix import compose
 
-    i1 = [e["parents"]["train"][0] for e in batch]
-    i2 = [e["parents"]["train"][1] for e in batch]
-    x1, x2 = normalize(train_images[i1]).to(dev), normalize(train_images[i2]).to(dev)
-    m = torch.stack([_unpack(e["mask"], fs) for e in batch]).to(dev)
-    out = compose(G, x1, x2, m, work)
+    k = len(batch[0]["parents"]["train"])
+    xs = [normalize(train_images[[e["parents"]["train"][j] for e in batch]]).to(dev) for j in range(k)]
+    w = torch.stack([_unpack(e["mask"], fs, k) for e in batch]).to(dev)
+    out = compose(G, xs, w, work)
     return (denormalize(out) * 255).round_().to(torch.uint8).cpu()
 
 
@@ -326,13 +341,15 @@ def _shown(entries: list[dict]) -> set[str]:
 
 
 def _save_samples(path: Path, samples: list[tuple[dict, torch.Tensor]], train_images: torch.Tensor, fs: int) -> None:
-    """A row per shown composition: first parent, partner, mask (white: the first parent's features), composition."""
+    """A row per shown composition: its K parents, the mask (white: the first parent's features; with K > 2 the
+    last parent black), the composition."""
     es = [e for e, _ in samples]
-    x1 = train_images[[e["parents"]["train"][0] for e in es]].float() / 255
-    x2 = train_images[[e["parents"]["train"][1] for e in es]].float() / 255
-    mask = M.to_feature_size(torch.stack([_unpack(e["mask"], fs) for e in es]), x1.shape[-1], "nearest")
+    k = len(es[0]["parents"]["train"])
+    parents = [train_images[[e["parents"]["train"][j] for e in es]].float() / 255 for j in range(k)]
+    w = torch.stack([_unpack(e["mask"], fs, k) for e in es])
+    mask = (M.assignment_picture(w, parents[0].shape[-1]) + 1) / 2
     comp = torch.stack([img for _, img in samples]).float() / 255
-    save_grid(path, [x1, x2, mask, comp])
+    save_grid(path, [*parents, mask, comp])
 
 
 def config_hash(cfg: dict) -> str:

@@ -13,17 +13,20 @@ def lsgan(pred: torch.Tensor, real: bool) -> torch.Tensor:
     return F.mse_loss(pred, target)
 
 
-def reconstruction(rec1, x1, rec2, x2) -> torch.Tensor:
-    """MSE of the all-ones decode against x1 plus the all-zeros decode against x2 (a sum, as the public code)."""
-    return F.mse_loss(rec1, x1) + F.mse_loss(rec2, x2)
-
-
-def reconstruction_parents(recs, xs) -> torch.Tensor:
-    """`reconstruction` for K parents: the sum of each all-one-parent decode's MSE against its parent
-    (the same additions in the same order as the pair's at K = 2)."""
+def reconstruction(recs, xs) -> torch.Tensor:
+    """The sum over parents of each all-one-parent decode's MSE against its parent (a sum, as the public code's
+    mse(rec1, x1) + mse(rec2, x2) for pairs)."""
     loss = F.mse_loss(recs[0], xs[0])
     for r, x in zip(recs[1:], xs[1:]):
         loss = loss + F.mse_loss(r, x)
+    return loss
+
+
+def laplacian_sum(recs, xs, levels: int = 3) -> torch.Tensor:
+    """`laplacian` of each reconstruction against its parent, summed over parents as `reconstruction` is."""
+    loss = laplacian(recs[0], xs[0], levels)
+    for r, x in zip(recs[1:], xs[1:]):
+        loss = loss + laplacian(r, x, levels)
     return loss
 
 

@@ -1,24 +1,22 @@
 """Mixing masks: random grids and Felzenszwalb segments (segmentations computed once).
 
-A mask is 1 where the composition takes the FIRST image's features and 0 where it
-takes the partner's. Two families of rules live here, each with the public code's
-rule and the paper text's reading (docs/fidelity.md says which preset uses which):
+A composition of K parents (K = 2: the paper's pairs) takes each location's features from one parent. A mask is
+that assignment as K one-hot channels, N x K x h x w (channel j: where parent j's features go; parent 0 is the
+batch's own image). Binary consumers (GridMix, SegMix, export's pair bits) read channel 0: 1 where the first image
+is kept. Two families of rules live here, each with the public code's rule and the paper text's reading
+(docs/fidelity.md says which preset uses which):
 
-- grid: k x k Bernoulli(0.5) cells; `offset="batch"` (public code) stretches the
-  k cells to size + size/k and crops back at ONE random offset per batch;
-  `offset="sample"` uses cells of size/k with an offset drawn per sample.
-- seg: `rule="range"` (public code) takes a contiguous range of segment labels
-  [l, u) of the PARTNER's segmentation (never its last label) and fills it with
-  the first image's features; `rule="bernoulli"` (the paper's text) takes each
-  segment of the first image with probability 0.5.
+- grid: k x k cells, each a uniform parent (at K = 2 a Bernoulli(0.5) coin); `offset="batch"` (public code)
+  stretches the k cells to size + size/k and crops back at ONE random offset per batch; `offset="sample"` uses
+  cells of size/k with an offset drawn per sample.
+- seg: `rule="range"` at K = 2 is the public code's: a contiguous range of segment labels [l, u) of the PARTNER's
+  segmentation (never its last label) is filled with the first image's features; at K > 2 (an extension the paper
+  names as future work) the first image's label order is cut into K contiguous ranges at K - 1 distinct random cut
+  points, handed to the parents in a random order. `rule="bernoulli"` (the paper's text) gives each segment of the
+  first image to a uniformly drawn parent.
 
-More than two parents (`parents` K > 2, an extension the paper names as future work): an assignment of
-every location to one of K parents, as K one-hot channels (`MaskSpec.sample_parents`). grid: each cell
-is parent floor(K u), u uniform, with the same offset rules; seg bernoulli: each segment of the FIRST
-image goes to a uniformly drawn parent; seg range: the first image's label order is cut into K
-contiguous ranges at K - 1 distinct random cut points, handed to the parents in a random order. At K = 2
-the grid and bernoulli draws are the pair masks bit for bit (channel 0 = the pair mask); the K-way range
-rule reads the first image's labels, not the partner's, so pairs always use `sample`.
+Every rule draws its uniform numbers so that at K = 2 the parent-0 channel is the pair mask of the public code bit
+for bit (a cell or segment goes to parent floor(K u), so parent 0 iff u < 1/2): one path serves every K.
 """
 
 from __future__ import annotations
@@ -57,7 +55,7 @@ class MaskSpec:
     grid_offset: str = "batch"
     grid_k: int = 4
     resize: str = "nearest"  # pixel mask -> feature size: nearest (public code) or majority over each cell
-    parents: int = 2  # images per composition; 2 is the paper's pairs (`sample`), more go through `sample_parents`
+    parents: int = 2  # images per composition; 2 is the paper's pairs
 
     def __post_init__(self):
         check_choice("--mask", self.kind, MASK_KINDS)
@@ -84,44 +82,25 @@ class MaskSpec:
     def label(self) -> str:
         return "Seg" if self.kind == "seg" else "Grid"
 
-    def sample(self, n: int, size: int, rng: torch.Generator, device, seg1: torch.Tensor | None = None,
-               seg2: torch.Tensor | None = None, num_segments: int | None = None) -> torch.Tensor:
-        """Masks at size x size (float {0, 1}, N x 1 x size x size) for a batch.
+    def sample(self, n: int, size: int, rng: torch.Generator, device, segs=None, num_segments: int | None = None) -> torch.Tensor:
+        """One-hot assignments N x K x size x size (float) for a batch of compositions of K parents.
 
-        seg1 / seg2: the (augmented) label maps of the first images and of their partners, at any resolution
-        (the seg rules need the one they read: bernoulli seg1, range seg2); they are reduced to `size` by `resize`.
+        segs: the (augmented) label maps of the K parents, in parent order, at any resolution (seg rules only;
+        range at K = 2 reads the partner's, every other rule the first image's); they are reduced to `size` by
+        `resize`. num_segments: an upper bound on the labels (pass it in the hot loop to spare a device sync).
         """
-        if self.kind == "grid":
-            if self.grid_offset == "batch":
-                return grid_masks_batch_offset(n, size, self.grid_k, rng, device)
-            return grid_masks(n, size, self.grid_k, rng, device)
-        if self.seg_rule == "range":
-            if seg2 is None:
-                raise ValueError("range seg masks need the partners' label maps")
-            pixel = segment_range_masks(seg2, rng)
-        else:
-            if seg1 is None:
-                raise ValueError("bernoulli seg masks need the first images' label maps")
-            pixel = segment_pixel_masks(seg1, rng, num_segments)
-        return to_feature_size(pixel, size, self.resize)
-
-
-    def sample_parents(self, n: int, size: int, rng: torch.Generator, device, seg1: torch.Tensor | None = None,
-                       num_segments: int | None = None) -> torch.Tensor:
-        """K-way assignments at size x size: float one-hot, N x K x size x size (channel j: where parent j's
-        features go; parent 0 is the first image). seg1: the first images' (augmented) label maps."""
         k = int(self.parents)
         if self.kind == "grid":
             if self.grid_offset == "batch":
-                return grid_parents_batch_offset(n, size, self.grid_k, k, rng, device)
-            return grid_parents(n, size, self.grid_k, k, rng, device)
-        if seg1 is None:
-            raise ValueError("K-way seg masks need the first images' label maps")
+                return one_hot(grid_parents_batch_offset(n, size, self.grid_k, k, rng, device), k)
+            return one_hot(grid_parents(n, size, self.grid_k, k, rng, device), k)
+        if segs is None or len(segs) < (2 if self.seg_rule == "range" and k == 2 else 1):
+            raise ValueError("seg masks need the parents' label maps")
         if self.seg_rule == "range":
-            assign = segment_range_parents(seg1, k, rng, num_segments)
+            assign = segment_range_parents(segs, k, rng, num_segments)
         else:
-            assign = segment_parents(seg1, k, rng, num_segments)
-        return parents_to_feature_size(one_hot(assign, k), size, self.resize)
+            assign = segment_parents(segs[0], k, rng, num_segments)
+        return to_feature_size(one_hot(assign, k), size, self.resize)
 
 
 def check_parents(parents, spc: int | None = None) -> None:
@@ -150,18 +129,17 @@ def one_hot(assign: torch.Tensor, k: int) -> torch.Tensor:
     return F.one_hot(a.long(), k).permute(0, 3, 1, 2).float()
 
 
-def pair_as_parents(mask: torch.Tensor) -> torch.Tensor:
-    """A pair mask (1: the first image) as two one-hot channels [mask, 1 - mask]."""
-    return torch.cat([mask, 1 - mask], 1)
-
-
 def _uniform_parent(u: torch.Tensor, k: int) -> torch.Tensor:
-    # floor(k u): parent 0 iff u < 1/k, so at k = 2 parent 0 is exactly the pair rule's `u < 0.5`
+    # floor(k u): parent 0 iff u < 1/k, so at k = 2 parent 0 is exactly the public pair rule's coin `u < 0.5`
     return (u * k).long().clamp_(max=k - 1)
 
 
 def grid_parents(n: int, size: int, grid_k: int, k: int, rng: torch.Generator, device) -> torch.Tensor:
-    """`grid_masks` with K parents: each cell a uniform parent, an offset per sample. One-hot N x K x size x size."""
+    """Parent indices (long N x 1 x size x size) of a grid_k x grid_k grid of uniform cells, shifted per sample.
+
+    A (grid_k+1) x (grid_k+1) grid is repeated to size + one cell, then cropped back to size at a random offset,
+    so cell borders move from sample to sample.
+    """
     cell = max(size // grid_k, 1)
     cells = _uniform_parent(torch.rand(n, grid_k + 1, grid_k + 1, generator=rng, device=device), k)
     big = cells.repeat_interleave(cell, 1).repeat_interleave(cell, 2)
@@ -170,21 +148,28 @@ def grid_parents(n: int, size: int, grid_k: int, k: int, rng: torch.Generator, d
     ar = torch.arange(size, device=device)
     rows = (oy[:, None] + ar)[:, :, None]
     cols = (ox[:, None] + ar)[:, None, :]
-    return one_hot(big[torch.arange(n, device=device)[:, None, None], rows, cols], k)
+    return big[torch.arange(n, device=device)[:, None, None], rows, cols][:, None]
 
 
 def grid_parents_batch_offset(n: int, size: int, grid_k: int, k: int, rng: torch.Generator, device) -> torch.Tensor:
-    """`grid_masks_batch_offset` with K parents (the public code's stretch and one crop per batch)."""
+    """The public code's grid: grid_k x grid_k uniform cells, nearest-stretched to size + size // grid_k, one crop
+    per batch. Parent indices, long N x 1 x size x size.
+
+    At 16 x 16 features and grid_k = 4 the cells are 5 pixels wide and every sample of the batch shares the crop
+    offset (drawn in [0, size // grid_k - 1]).
+    """
     pad = size // grid_k
     cells = _uniform_parent(torch.rand(n, 1, grid_k, grid_k, generator=rng, device=device), k).float()
     big = F.interpolate(cells, size=(size + pad, size + pad), mode="nearest")
+    # The offset stays a device tensor (gathered by index, not sliced) so drawing it costs no host sync.
     oy, ox = torch.randint(0, max(pad, 1), (2,), generator=rng, device=device)
     ar = torch.arange(size, device=device)
-    return one_hot(big[:, :, (oy + ar)[:, None], (ox + ar)[None, :]], k)
+    return big[:, :, (oy + ar)[:, None], (ox + ar)[None, :]].long()
 
 
 def segment_parents(segments: torch.Tensor, k: int, rng: torch.Generator, num_segments: int | None = None) -> torch.Tensor:
-    """Each segment to a uniformly drawn parent: long N x 1 x H x W of parent indices (`segment_pixel_masks` with K)."""
+    """Each segment to a uniformly drawn parent (at K = 2: each segment of the first image kept with p 0.5):
+    long N x 1 x H x W of parent indices, a union of whole segments per parent."""
     n = segments.shape[0]
     if num_segments is None:
         num_segments = int(segments.max().item()) + 1 if segments.numel() else 1
@@ -192,14 +177,18 @@ def segment_parents(segments: torch.Tensor, k: int, rng: torch.Generator, num_se
     return torch.gather(take, 1, segments.reshape(n, -1).long()).reshape(n, 1, *segments.shape[1:])
 
 
-def segment_range_parents(segments: torch.Tensor, k: int, rng: torch.Generator, num_segments: int | None = None) -> torch.Tensor:
-    """The range rule with K parents: cut each map's labels 0..L-1 into K contiguous ranges, one per parent.
+def segment_range_parents(segs, k: int, rng: torch.Generator, num_segments: int | None = None) -> torch.Tensor:
+    """The range rule: long N x 1 x H x W parent indices from the parents' label maps `segs` (parent order).
 
+    K = 2, the public code's: parent 0 on a contiguous range of labels [l, u) of the PARTNER's map
+    (`segment_range_masks`). K > 2: cut the first image's labels 0..L-1 into K contiguous ranges, one per parent.
     The K - 1 cut points are distinct labels in 1..L-1 (drawn without replacement), so every parent gets at
     least one segment when the map has K or more; with fewer the missing cuts sit at L (empty last ranges).
     The ranges go to the parents in a random order, so no parent always holds the first labels.
-    Returns long N x 1 x H x W parent indices.
     """
+    if k == 2:
+        return 1 - segment_range_masks(segs[1], rng).long()
+    segments = segs[0]
     n, dev = segments.shape[0], segments.device
     flat = segments.reshape(n, -1).long()
     if num_segments is None:
@@ -214,56 +203,6 @@ def segment_range_parents(segments: torch.Tensor, k: int, rng: torch.Generator, 
     rank = (flat[:, :, None] >= cuts[:, None, :]).sum(2)  # which range each pixel's label falls in: 0..K-1
     order = torch.rand(n, k, generator=rng, device=dev).argsort(1)
     return torch.gather(order, 1, rank).reshape(n, 1, *segments.shape[1:])
-
-
-def parents_to_feature_size(weights: torch.Tensor, size: int, mode: str = "majority") -> torch.Tensor:
-    """`to_feature_size` for one-hot N x K x H x W: nearest keeps one pixel per cell; majority gives each cell
-    to the parent with most of its pixels (ties to the lower index, as the pair rule's >= 0.5)."""
-    if weights.shape[-1] == size:
-        return weights
-    if mode == "nearest" or size > weights.shape[-1]:
-        return F.interpolate(weights, size=(size, size), mode="nearest")
-    return one_hot(F.adaptive_avg_pool2d(weights, size).argmax(1), weights.shape[1])
-
-
-def assignment_picture(weights: torch.Tensor, size: int) -> torch.Tensor:
-    """One-hot N x K x h x w as a grey picture in [-1, 1] at size x size (parent j at grey level j / (K - 1))."""
-    k = weights.shape[1]
-    grey = (weights.argmax(1, keepdim=True).float() / max(k - 1, 1)) * 2 - 1
-    return F.interpolate(grey, size=(size, size), mode="nearest")
-
-
-def grid_masks(n: int, size: int, k: int, rng: torch.Generator, device) -> torch.Tensor:
-    """Bernoulli(0.5) cells of a k x k grid at size x size, shifted by a random offset per sample.
-
-    A (k+1) x (k+1) grid is nearest-upsampled to size + one cell, then cropped
-    back to size at a random offset, so cell borders move from sample to sample.
-    Returns float {0, 1}, N x 1 x size x size.
-    """
-    cell = max(size // k, 1)
-    cells = (torch.rand(n, k + 1, k + 1, generator=rng, device=device) < 0.5).float()
-    big = cells.repeat_interleave(cell, 1).repeat_interleave(cell, 2)  # n x (k+1)cell x (k+1)cell
-    oy = torch.randint(0, cell, (n,), generator=rng, device=device)
-    ox = torch.randint(0, cell, (n,), generator=rng, device=device)
-    ar = torch.arange(size, device=device)
-    rows = (oy[:, None] + ar)[:, :, None]
-    cols = (ox[:, None] + ar)[:, None, :]
-    return big[torch.arange(n, device=device)[:, None, None], rows, cols][:, None]
-
-
-def grid_masks_batch_offset(n: int, size: int, k: int, rng: torch.Generator, device) -> torch.Tensor:
-    """The public code's grid: k x k Bernoulli(0.5) cells, nearest-stretched to size + size // k, one crop per batch.
-
-    At 16 x 16 features and k = 4 the cells are 5 pixels wide and every sample of the
-    batch shares the crop offset (drawn in [0, size // k - 1]).
-    """
-    pad = size // k
-    cells = (torch.rand(n, 1, k, k, generator=rng, device=device) < 0.5).float()
-    big = F.interpolate(cells, size=(size + pad, size + pad), mode="nearest")
-    # The offset stays a device tensor (gathered by index, not sliced) so drawing it costs no host sync.
-    oy, ox = torch.randint(0, max(pad, 1), (2,), generator=rng, device=device)
-    ar = torch.arange(size, device=device)
-    return big[:, :, (oy + ar)[:, None], (ox + ar)[None, :]]
 
 
 def segment_range_masks(segments: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
@@ -282,6 +221,27 @@ def segment_range_masks(segments: torch.Tensor, rng: torch.Generator) -> torch.T
     up = lo + 1 + (torch.rand(n, generator=rng, device=segments.device) * up_count).long().minimum(up_count - 1)
     take = (flat >= lo[:, None]) & (flat < up[:, None])
     return take.float().reshape(n, 1, *segments.shape[1:])
+
+
+def to_feature_size(weights: torch.Tensor, size: int, mode: str = "majority") -> torch.Tensor:
+    """Reduce (or enlarge) one-hot N x K x H x W to size x size.
+
+    nearest: F.interpolate's nearest (one pixel per cell, as the public code); majority: each cell to the parent
+    with most of its pixels (ties to the lower index: at K = 2 a cell goes to the first image at half its pixels).
+    """
+    if weights.shape[-1] == size:
+        return weights
+    if mode == "nearest" or size > weights.shape[-1]:
+        return F.interpolate(weights, size=(size, size), mode="nearest")
+    return one_hot(F.adaptive_avg_pool2d(weights, size).argmax(1), weights.shape[1])
+
+
+def assignment_picture(weights: torch.Tensor, size: int) -> torch.Tensor:
+    """One-hot N x K x h x w as a grey picture in [-1, 1] at size x size: the first image white, the last parent
+    black, parent j at grey level 1 - 2 j / (K - 1) (a pair's picture is its mask, white where x1 is kept)."""
+    k = weights.shape[1]
+    grey = 1 - 2 * weights.argmax(1, keepdim=True).float() / max(k - 1, 1)
+    return F.interpolate(grey, size=(size, size), mode="nearest")
 
 
 def compute_segments(images: torch.Tensor, scale: float, min_size: int, sigma: float = 0.8, workers: int | None = None,
@@ -316,31 +276,6 @@ def segments_at(images: torch.Tensor, seg_size: int, out_size: int, scale: float
     if seg_size != out_size:
         maps = F.interpolate(maps[:, None].float(), size=(out_size, out_size), mode="nearest")[:, 0].to(torch.int32)
     return maps
-
-
-def segment_pixel_masks(segments: torch.Tensor, rng: torch.Generator, k: int | None = None) -> torch.Tensor:
-    """Take each segment with probability 0.5: float {0, 1}, N x 1 x H x W, a union of whole segments.
-
-    k: an upper bound on the labels (pass it in the hot loop to spare a device sync).
-    """
-    n = segments.shape[0]
-    if k is None:
-        k = int(segments.max().item()) + 1 if segments.numel() else 1
-    take = (torch.rand(n, k, generator=rng, device=segments.device) < 0.5).float()
-    return torch.gather(take, 1, segments.reshape(n, -1).long()).reshape(n, 1, *segments.shape[1:])
-
-
-def to_feature_size(mask: torch.Tensor, size: int, mode: str = "majority") -> torch.Tensor:
-    """Reduce (or enlarge) a pixel mask to size x size.
-
-    nearest: F.interpolate's nearest (one pixel per cell, as the public code);
-    majority: the area average of each cell, rounded (a cell goes with most of its pixels).
-    """
-    if mask.shape[-1] == size:
-        return mask
-    if mode == "nearest" or size > mask.shape[-1]:
-        return F.interpolate(mask, size=(size, size), mode="nearest")
-    return (F.adaptive_avg_pool2d(mask, size) >= 0.5).float()
 
 
 def mask_statistics(masks: torch.Tensor) -> dict:

@@ -47,12 +47,12 @@ def main(argv=None) -> None:
             for _ in range(a.draws):
                 idx = torch.arange(data.n)
                 i2 = data.partners(idx, rng)
-                stats.append(M.mask_statistics(spec.sample(data.n, feat, rng, "cpu", maps[idx], maps[i2], data.num_segments)))
+                stats.append(M.mask_statistics(spec.sample(data.n, feat, rng, "cpu", [maps[idx], maps[i2]], data.num_segments)[:, :1]))
             rows.append((name, f"{counts:.1f}", f"seg {rule}, {resize}", *_mean(stats)))
     rng = torch.Generator().manual_seed(a.seed)
     for offset in ("batch", "sample"):
         spec = M.MaskSpec("grid", grid_offset=offset)
-        stats = [M.mask_statistics(spec.sample(64, feat, rng, "cpu")) for _ in range(a.draws * 5)]
+        stats = [M.mask_statistics(spec.sample(64, feat, rng, "cpu")[:, :1]) for _ in range(a.draws * 5)]
         rows.append(("-", "-", f"grid {offset} offset", *_mean(stats)))
     print(f"{src.name}: {len(sub)} images ({a.spc} per class), seed {a.seed}, masks at {feat} x {feat} features, "
           f"{a.draws} draws per image\n")

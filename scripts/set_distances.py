@@ -58,7 +58,7 @@ def _pixel_mixes(manifest: dict, spec: M.MaskSpec, train_images: torch.Tensor, s
         torch.randint(1, (1,), generator=g)  # the partner draw export made first; s2 is already known
         seg1 = segments[s1: s1 + 1] if segments is not None else None
         seg2 = segments[s2: s2 + 1] if segments is not None else None
-        m = spec.sample(1, size, g, "cpu", seg1, seg2, num_segments)[0]
+        m = spec.sample(1, size, g, "cpu", [seg1, seg2] if seg1 is not None else None, num_segments)[0, :1]
         i1, i2 = e["parents"]["train"]
         out.append((m * train_images[i1].float() + (1 - m) * train_images[i2].float()).round().to(torch.uint8))
     return torch.stack(out)

@@ -98,8 +98,12 @@ def test_fresh_discriminator_step_draws_another_mask_and_sums_the_two_terms():
     """The public code: after G's update D sees a new composition (new mask, updated G) and x1 or x2 as the real."""
     torch.manual_seed(0)
     tr = _trainer(mask="grid", d_step="fresh")
-    x1, x2, mask, draw = tr.batch(0)
-    assert not torch.equal(mask, draw())  # a second draw is another mask
+    xs, mask, draw = tr.batch(0)
+    assert len(xs) == 2 and not torch.equal(mask, draw())  # a pair; a second draw is another mask
+    # the real image is one parent, each about half the time (the public code's coin)
+    picks = [tr._real_parent(xs) for _ in range(40)]
+    firsts = sum(torch.equal(p, xs[0]) for p in picks)
+    assert all(torch.equal(p, xs[0]) or torch.equal(p, xs[1]) for p in picks) and 8 < firsts < 32
     fresh = _trainer(mask="grid", d_step="fresh").step(0, 10)
     reuse = _trainer(mask="grid", d_step="reuse").step(0, 10)
     # the generator half of the step is identical; only D's step differs

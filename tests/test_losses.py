@@ -14,9 +14,10 @@ def test_lsgan_targets():
 
 def test_reconstruction_is_the_sum_of_both_mses():
     a, b = torch.zeros(2, 3, 4, 4), torch.ones(2, 3, 4, 4)
-    assert reconstruction(a, b, b, b).item() == pytest.approx(1.0)  # mse 1 + mse 0
+    assert reconstruction([a, b], [b, b]).item() == pytest.approx(1.0)  # mse 1 + mse 0
     half = torch.full((2, 3, 4, 4), 0.5)
-    assert reconstruction(a, b, half, b).item() == pytest.approx(1.25)  # 1 + 0.25, as the public code's sum
+    assert reconstruction([a, half], [b, b]).item() == pytest.approx(1.25)  # 1 + 0.25, as the public code's sum
+    assert reconstruction([a, half, a], [b, b, b]).item() == pytest.approx(2.25)  # K parents: one term each
 
 
 def test_laplacian_pyramid_l1():

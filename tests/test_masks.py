@@ -7,9 +7,14 @@ def _gen(seed=0):
     return torch.Generator().manual_seed(seed)
 
 
+def _first(assign):
+    """A pair's mask from parent indices: 1 where the first image is kept."""
+    return (assign == 0).float()
+
+
 def test_grid_masks_are_binary_with_cell_structure():
     size, k = 16, 4
-    m = M.grid_masks(64, size, k, _gen(), "cpu")
+    m = _first(M.grid_parents(64, size, k, 2, _gen(), "cpu"))
     assert m.shape == (64, 1, size, size)
     assert set(m.unique().tolist()) <= {0.0, 1.0}
     cell = size // k
@@ -34,8 +39,8 @@ def test_grid_masks_are_binary_with_cell_structure():
 
 
 def test_grid_masks_differ_per_sample_and_follow_the_generator():
-    a = M.grid_masks(8, 16, 4, _gen(1), "cpu")
-    b = M.grid_masks(8, 16, 4, _gen(1), "cpu")
+    a = M.grid_parents(8, 16, 4, 2, _gen(1), "cpu")
+    b = M.grid_parents(8, 16, 4, 2, _gen(1), "cpu")
     assert torch.equal(a, b)
     assert not all(torch.equal(a[0], a[i]) for i in range(1, 8))
 
@@ -63,7 +68,7 @@ def test_segments_are_consecutive_label_maps_computed_per_image():
 
 def test_segment_masks_are_unions_of_whole_segments():
     seg = M.compute_segments(_toy_images(), scale=60, min_size=10)
-    masks = M.segment_pixel_masks(seg, _gen(5))
+    masks = _first(M.segment_parents(seg, 2, _gen(5)))
     assert masks.shape == (6, 1, 32, 32)
     takes = 0
     for s, m in zip(seg, masks[:, 0]):
@@ -78,8 +83,11 @@ def test_segment_masks_reduce_to_feature_size_by_majority():
     m = torch.zeros(1, 1, 8, 8)
     m[..., :4, :4] = 1
     m[..., 0, 4] = 1  # a minority pixel in the top-right cell
-    f = M.to_feature_size(m, 2)
-    assert f[0, 0].tolist() == [[1.0, 0.0], [0.0, 0.0]]
+    f = M.to_feature_size(torch.cat([m, 1 - m], 1), 2)
+    assert f[0, 0].tolist() == [[1.0, 0.0], [0.0, 0.0]] and torch.equal(f[0, 1], 1 - f[0, 0])
+    tie = torch.zeros(1, 1, 2, 2)
+    tie[..., 0, :] = 1  # half the cell: a tie goes to the lower parent, the first image
+    assert M.to_feature_size(torch.cat([tie, 1 - tie], 1), 1)[0, :, 0, 0].tolist() == [1.0, 0.0]
 
 
 # ------------------------------------------------ the public code's rules (docs/fidelity.md)
@@ -123,7 +131,7 @@ def test_range_and_bernoulli_rules_differ_in_area_and_regions_as_measured():
     """On 6 stripes: range takes 2 of 6 stripes on average (area 1/3) in one region; bernoulli half the area in ~2 regions."""
     seg = _stripes(2000)
     rng = M.mask_statistics(M.segment_range_masks(seg, _gen(2)))
-    bern = M.mask_statistics(M.segment_pixel_masks(seg, _gen(2)))
+    bern = M.mask_statistics(_first(M.segment_parents(seg, 2, _gen(2))))
     assert rng["regions"] == 1.0 and abs(rng["area_first"] - 1 / 3) < 0.02
     assert abs(bern["area_first"] - 0.5) < 0.02
     # runs of taken stripes among 6 Bernoulli(0.5) draws: P(first taken) + 5 P(taken after one not taken) = 1.75
@@ -131,7 +139,7 @@ def test_range_and_bernoulli_rules_differ_in_area_and_regions_as_measured():
 
 
 def test_grid_batch_offset_has_public_cell_size_and_one_crop_per_batch():
-    m = M.grid_masks_batch_offset(64, 16, 4, _gen(3), "cpu")[:, 0]
+    m = _first(M.grid_parents_batch_offset(64, 16, 4, 2, _gen(3), "cpu"))[:, 0]
     assert m.shape == (64, 16, 16) and set(m.unique().tolist()) <= {0.0, 1.0}
     ar = torch.arange(16)
 
@@ -143,7 +151,7 @@ def test_grid_batch_offset_has_public_cell_size_and_one_crop_per_batch():
     assert len(shared) == 1  # the one crop offset of the batch
     offsets = {tuple(o for o in shared[0])}
     for seed in range(4, 12):  # and it moves from batch to batch
-        b = M.grid_masks_batch_offset(16, 16, 4, _gen(seed), "cpu")[:, 0]
+        b = _first(M.grid_parents_batch_offset(16, 16, 4, 2, _gen(seed), "cpu"))[:, 0]
         offsets |= {(oy, ox) for oy in range(4) for ox in range(4) if all(fits(x, oy, ox) for x in b)}
     assert len(offsets) > 1
     assert 0.35 < m.mean().item() < 0.65
@@ -152,10 +160,11 @@ def test_grid_batch_offset_has_public_cell_size_and_one_crop_per_batch():
 def test_mask_spec_dispatches_to_the_rule_and_reduces_nearest():
     seg = _stripes(8, 4, 32)  # 8 px stripes at 32 px
     spec = M.MaskSpec("seg", seg_rule="range", resize="nearest")
-    m = spec.sample(8, 16, _gen(4), "cpu", seg1=None, seg2=seg)
-    assert m.shape == (8, 1, 16, 16)
-    assert torch.equal(m, M.to_feature_size(M.segment_range_masks(seg, _gen(4)), 16, "nearest"))
-    nearest = M.to_feature_size(torch.eye(4)[None, None].repeat_interleave(2, -1).repeat_interleave(2, -2), 4, "nearest")
+    w = spec.sample(8, 16, _gen(4), "cpu", [torch.zeros_like(seg), seg])  # a pair's range rule reads the partner's map
+    assert w.shape == (8, 2, 16, 16)
+    assert torch.equal(w[:, :1], M.segment_range_masks(seg, _gen(4))[..., ::2, ::2])
+    eye = torch.eye(4)[None, None].repeat_interleave(2, -1).repeat_interleave(2, -2)
+    nearest = M.to_feature_size(torch.cat([eye, 1 - eye], 1), 4, "nearest")
     assert torch.equal(nearest[0, 0], torch.eye(4))
     assert M.MaskSpec.from_config({"mask": "grid", "grid_k": 3}).grid_k == 3
     assert M.MaskSpec.from_config({}).seg_rule == "range"  # runs from before the rules were options read as defaults

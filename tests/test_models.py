@@ -12,10 +12,11 @@ def test_generator_shapes(ngf, size):
     f = G.encoder(x)
     assert f.shape == (2, 4 * ngf, size // 4, size // 4)
     m = torch.ones(2, 1, size // 4, size // 4)
-    out = G(x, x, m)
+    w = torch.cat([m, 1 - m], 1)
+    out = G([x, x], w)
     assert out.shape == x.shape
     assert out.abs().max() <= 1
-    r1, r2, mix = G.train_outputs(x, x.flip(0), m)
+    (r1, r2), mix = G.train_outputs([x, x.flip(0)], w)
     assert r1.shape == r2.shape == mix.shape == x.shape
 
 
@@ -32,16 +33,16 @@ def test_all_ones_mask_ignores_x2():
     G = MixingGenerator(8).eval()
     x1 = torch.randn(2, 3, 32, 32)
     x2 = torch.randn(2, 3, 32, 32, requires_grad=True)
-    ones = torch.ones(2, 1, 8, 8)
-    out = G(x1, x2, ones)
+    ones = torch.cat([torch.ones(2, 1, 8, 8), torch.zeros(2, 1, 8, 8)], 1)
+    out = G([x1, x2], ones)
     out.sum().backward()
     assert x2.grad.abs().max() == 0
-    out2 = G(x1, torch.randn(2, 3, 32, 32), ones)
+    out2 = G([x1, torch.randn(2, 3, 32, 32)], ones)
     assert torch.allclose(out, out2)
     half = ones.clone()
-    half[..., :4] = 0
+    half[:, 0, :, :4], half[:, 1, :, :4] = 0, 1
     x2.grad = None
-    G(x1, x2, half).sum().backward()
+    G([x1, x2], half).sum().backward()
     assert x2.grad.abs().max() > 0
 
 
@@ -51,8 +52,8 @@ def test_decoder_switch_changes_output_with_the_same_weights():
     P = MixingGenerator(8, decoder_res_blocks=False)
     P.load_state_dict(G.state_dict())  # both variants hold the same weights
     x = torch.randn(1, 3, 32, 32)
-    m = torch.ones(1, 1, 8, 8)
-    assert not torch.allclose(G(x, x, m), P(x, x, m))
+    w = torch.cat([torch.ones(1, 1, 8, 8), torch.zeros(1, 1, 8, 8)], 1)
+    assert not torch.allclose(G([x, x], w), P([x, x], w))
 
 
 @pytest.mark.parametrize("arch,size", [("wrn16-2", 32), ("wrn16-8", 32), ("resnet50", 96)])

@@ -1,4 +1,5 @@
-"""Compositions of K > 2 parents (--parents): K-way masks, the K-way mixer and trainer, and K = 2 as before."""
+"""Compositions of K parents (--parents): one K-way path for masks, mixer, losses, trainer and export, whose K = 2 case
+is the paper's pair rule bit for bit."""
 
 import json
 
@@ -14,8 +15,8 @@ from chimeramix.config import ClassifierConfig, GeneratorConfig, generator_run_c
 from chimeramix.data.device import DeviceData
 from chimeramix.data.imageset import ImageSet
 from chimeramix.errors import ChimeraMixError
-from chimeramix.export import export_dataset
-from chimeramix.losses import reconstruction, reconstruction_parents
+from chimeramix.export import _pack, _unpack, export_dataset, regenerate_file
+from chimeramix.losses import laplacian, laplacian_sum, reconstruction
 from chimeramix.models import MixingGenerator
 from chimeramix.report import setting_of
 from chimeramix.train.classifier import fit_classifier
@@ -55,14 +56,14 @@ RULES = [("grid", dict(grid_offset="batch")), ("grid", dict(grid_offset="sample"
 @pytest.mark.parametrize("k", [3, 4])
 def test_k_way_masks_give_every_location_exactly_one_parent(kind, kw, k):
     seg = _labels(32)
-    w = _spec(kind, k, **kw).sample_parents(32, 8, _gen(k), "cpu", seg1=seg, num_segments=16)
+    w = _spec(kind, k, **kw).sample(32, 8, _gen(k), "cpu", [seg] * k, num_segments=16)
     assert w.shape == (32, k, 8, 8)
     assert set(w.unique().tolist()) <= {0.0, 1.0}
     assert torch.equal(w.sum(1), torch.ones(32, 8, 8))  # a partition: one parent per location
     share = w.mean((0, 2, 3))
     assert (share > 0.25 / k).all(), share  # every parent is used, none dominates
     if kind == "seg":  # a union of whole segments of the first image, before the reduction to feature size
-        pixel = _spec(kind, k, **kw).sample_parents(32, 32, _gen(k), "cpu", seg1=seg, num_segments=16).argmax(1)
+        pixel = _spec(kind, k, **kw).sample(32, 32, _gen(k), "cpu", [seg] * k, num_segments=16).argmax(1)
         for labels, assign in zip(seg, pixel):
             for lab in labels.unique():
                 assert len(assign[labels == lab].unique()) == 1
@@ -71,7 +72,7 @@ def test_k_way_masks_give_every_location_exactly_one_parent(kind, kw, k):
 def test_k_way_range_rule_cuts_the_label_order_into_k_nonempty_contiguous_ranges():
     k = 4
     stripes = torch.arange(8).repeat_interleave(4)[None, None, :].expand(40, 1, 32, 32)[:, 0].contiguous()  # labels 0..7
-    assign = M.segment_range_parents(stripes, k, _gen(1), num_segments=8)[:, 0]
+    assign = M.segment_range_parents([stripes] * k, k, _gen(1), num_segments=8)[:, 0]
     orders = set()
     for a in assign:
         per_label = a[0].reshape(8, 4)[:, 0]  # the parent of labels 0..7 in order
@@ -80,31 +81,70 @@ def test_k_way_range_rule_cuts_the_label_order_into_k_nonempty_contiguous_ranges
         orders.add(tuple(runs))
     assert len(orders) > 3  # the cut points and the order of the parents vary
     # fewer labels than parents: the labels still go to distinct parents, the rest get nothing
-    two = M.segment_range_parents(torch.arange(2).repeat_interleave(16)[None, None].expand(5, 1, 32, 32)[:, 0], 3, _gen(2))
+    few = torch.arange(2).repeat_interleave(16)[None, None].expand(5, 1, 32, 32)[:, 0]
+    two = M.segment_range_parents([few] * 3, 3, _gen(2))
     for a in two[:, 0]:
         assert a[0, 0] != a[0, -1]
 
 
-@pytest.mark.parametrize("kind,kw", [r for r in RULES if r[1].get("seg_rule") != "range"])
-def test_k_way_masks_at_two_parents_are_the_pair_masks_bit_for_bit(kind, kw):
-    seg = _labels(16)
-    pair = _spec(kind, 2, **kw).sample(16, 8, _gen(5), "cpu", seg1=seg, seg2=seg, num_segments=16)
-    two = _spec(kind, 2, **kw).sample_parents(16, 8, _gen(5), "cpu", seg1=seg, num_segments=16)
-    assert torch.equal(two, M.pair_as_parents(pair))
+def _public_pair_mask(kind, kw, n, size, rng, seg1, seg2):
+    """The public code's pair rules, written out from its description (1: the first image's features)."""
+    if kind == "grid" and kw.get("grid_offset") == "batch":
+        pad = size // 4
+        cells = (torch.rand(n, 1, 4, 4, generator=rng) < 0.5).float()
+        big = torch.nn.functional.interpolate(cells, size=(size + pad, size + pad), mode="nearest")
+        oy, ox = torch.randint(0, pad, (2,), generator=rng)
+        return big[:, :, oy: oy + size, ox: ox + size]
+    if kind == "grid":
+        cell = size // 4
+        cells = (torch.rand(n, 5, 5, generator=rng) < 0.5).float()
+        big = cells.repeat_interleave(cell, 1).repeat_interleave(cell, 2)
+        oy, ox = torch.randint(0, cell, (n,), generator=rng), torch.randint(0, cell, (n,), generator=rng)
+        return torch.stack([big[i, oy[i]: oy[i] + size, ox[i]: ox[i] + size] for i in range(n)])[:, None]
+    if kw["seg_rule"] == "range":
+        pixel = M.segment_range_masks(seg2, rng)
+    else:
+        take = (torch.rand(n, 16, generator=rng) < 0.5).float()
+        pixel = torch.gather(take, 1, seg1.reshape(n, -1).long()).reshape(n, 1, *seg1.shape[1:])
+    if kw.get("resize") == "majority":
+        return (torch.nn.functional.adaptive_avg_pool2d(pixel, size) >= 0.5).float()
+    return torch.nn.functional.interpolate(pixel, size=(size, size), mode="nearest")
 
 
-def test_k_way_mixer_and_losses_at_two_parents_are_the_pair_code_bit_for_bit():
+@pytest.mark.parametrize("kind,kw", RULES)
+def test_two_parent_masks_are_the_public_pair_rules_bit_for_bit(kind, kw):
+    seg1, seg2 = _labels(16), _labels(16, seed=3)
+    two = _spec(kind, 2, **kw).sample(16, 8, _gen(5), "cpu", [seg1, seg2], num_segments=16)
+    pair = _public_pair_mask(kind, kw, 16, 8, _gen(5), seg1, seg2)
+    assert torch.equal(two, torch.cat([pair, 1 - pair], 1))
+
+
+def test_two_parent_mixer_and_losses_are_the_pair_formulas_bit_for_bit():
     torch.manual_seed(0)
     G = MixingGenerator(ngf=4).eval()
     x1, x2 = torch.rand(3, 3, 32, 32) * 2 - 1, torch.rand(3, 3, 32, 32) * 2 - 1
-    m = M.grid_masks(3, 8, 4, _gen(), "cpu")
-    w = M.pair_as_parents(m)
+    w = M.one_hot(M.grid_parents(3, 8, 4, 2, _gen(), "cpu"), 2)
+    m = w[:, :1]
     with torch.no_grad():
-        rec1, rec2, mix = G.train_outputs(x1, x2, m)
-        recs, mix_k = G.train_outputs_parents([x1, x2], w)
-        assert torch.equal(mix, mix_k) and torch.equal(rec1, recs[0]) and torch.equal(rec2, recs[1])
-        assert torch.equal(G(x1, x2, m), G.forward_parents([x1, x2], w))
-    assert torch.equal(reconstruction(rec1, x1, rec2, x2), reconstruction_parents(recs, [x1, x2]))
+        f1, f2 = G.encoder(x1), G.encoder(x2)
+        assert torch.equal(G.mix([f1, f2], w), f1 * m + f2 * (1 - m))
+        assert torch.equal(G([x1, x2], w), G.decoder(f1 * m + f2 * (1 - m)))
+        recs, mix = G.train_outputs([x1, x2], w)
+        assert torch.allclose(mix, G([x1, x2], w), atol=1e-5) and torch.allclose(recs[1], G.decoder(f2), atol=1e-5)
+    r1, r2 = recs
+    mse = torch.nn.functional.mse_loss
+    assert torch.equal(reconstruction(recs, [x1, x2]), mse(r1, x1) + mse(r2, x2))
+    assert torch.equal(laplacian_sum(recs, [x1, x2]), laplacian(r1, x1) + laplacian(r2, x2))
+
+
+@pytest.mark.parametrize("k", [2, 3, 5])
+def test_manifest_mask_codes_round_trip_and_a_pairs_code_is_its_mask_bits(k):
+    w = M.one_hot(M.grid_parents(1, 8, 4, k, _gen(k), "cpu"), k)
+    assert torch.equal(_unpack(_pack(w), 8, k), w[0])
+    if k == 2:  # the format pair exports have always had: row-major bits, 1 where the first parent is kept
+        bits = (w[0, 0].flatten().numpy() > 0.5)
+        import numpy as np
+        assert _pack(w) == np.packbits(bits).tobytes().hex()
 
 
 def test_each_parents_all_one_mask_reproduces_its_features_exactly():
@@ -115,14 +155,14 @@ def test_each_parents_all_one_mask_reproduces_its_features_exactly():
         fs = G.encoder(torch.cat(xs)).split(2)
         for j in range(3):
             only_j = M.one_hot(torch.full((2, 8, 8), j), 3)
-            assert torch.equal(G.mix_parents(fs, only_j), fs[j])
+            assert torch.equal(G.mix(fs, only_j), fs[j])
         # a composition takes each location's feature vector from the parent its mask names
-        w = M.grid_parents(2, 8, 4, 3, _gen(), "cpu")
-        mixed, owner = G.mix_parents(fs, w), w.argmax(1)
+        w = M.one_hot(M.grid_parents(2, 8, 4, 3, _gen(), "cpu"), 3)
+        mixed, owner = G.mix(fs, w), w.argmax(1)
         for j in range(3):
             sel = (owner == j)[:, None].expand_as(mixed)
             assert torch.equal(mixed[sel], fs[j][sel])
-        recs, _ = G.train_outputs_parents(xs, w)
+        recs, _ = G.train_outputs(xs, w)
         for j in range(3):
             assert torch.allclose(recs[j], G.decoder(fs[j]), atol=1e-6)
 
@@ -138,6 +178,10 @@ def test_partners_are_distinct_images_of_the_same_class():
         assert len(set(labels[row].tolist())) == 1
     # uniform over the class's other images: every other image of a class shows up as a partner
     assert set(torch.cat(ps)[idx.repeat(3) == 0].tolist()) == {1, 2, 3}
+    # a pair's partner is the paper's: uniform over the class, itself included
+    pair = data.parent_indices(idx, 2, _gen(1))
+    assert len(pair) == 1 and torch.equal(pair[0], data.partners(idx, _gen(1)))
+    assert (pair[0] == idx).any() and torch.equal(labels[pair[0]], labels[idx])
 
 
 def test_parent_counts_outside_two_to_spc_are_refused_in_one_line():
@@ -177,7 +221,7 @@ def _trainer(**kw):
 @pytest.mark.parametrize("mask", ["grid", "seg"])
 def test_k_parent_trainer_draws_k_same_class_parents_and_trains(mask):
     tr = _trainer(mask=mask, parents=3)
-    xs, w, draw = tr.batch_parents(0)
+    xs, w, draw = tr.batch(0)
     assert len(xs) == 3 and all(x.shape == (6, 3, 32, 32) for x in xs)
     assert w.shape == (6, 3, 8, 8) and torch.equal(w.sum(1), torch.ones(6, 8, 8))
     assert not torch.equal(w, draw())
@@ -208,9 +252,21 @@ def test_k_parent_runs_through_both_stages(tmp_path):
                        root=tmp_path)
     with pytest.raises(ChimeraMixError, match="--parents 3 needs --generator"):
         fit_classifier(make_config(ClassifierConfig, "fast", **CLF, parents=3), root=tmp_path)
-    with pytest.raises(ChimeraMixError, match="composes 3 parents; export writes pairs only"):
-        export_dataset(g.run_dir, tmp_path / "export", 2)
-    assert not (tmp_path / "export").exists()
+    # export writes K-parent compositions, and each file is rebuilt from its manifest entry
+    ex = export_dataset(g.run_dir, tmp_path / "export", 2)
+    manifest = json.loads(ex.manifest.read_text())
+    gen = [e for e in manifest["files"] if e["kind"] == "generated"]
+    assert len(gen) == 2 * 10 and manifest["mask"]["parents"] == 3
+    for e in gen:
+        ps = e["parents"]["subset"]
+        assert len(ps) == 3 and len(set(ps)) == 3  # three distinct images
+        w = _unpack(e["mask"], manifest["mask"]["feature_size"], 3)
+        assert torch.equal(w.sum(0), torch.ones_like(w[0])) and e["share_first"] == pytest.approx(float(w[0].mean()))
+    with Image.open(ex.out / gen[0]["file"]) as im:
+        png = torch.from_numpy(__import__("numpy").asarray(im.convert("RGB")).copy()).permute(2, 0, 1)
+    assert torch.equal(regenerate_file(ex.out, gen[0]["file"]), png)
+    with Image.open(ex.samples) as im:  # 3 parents, the mask, the composition
+        assert im.width == 5 * (32 + 2) * 2 + 2 * 2
 
 
 def test_cli_refuses_more_parents_than_images_per_class_before_making_a_folder(tmp_path):

@@ -84,6 +84,13 @@ class DeviceData:
         j = torch.minimum(j, self._counts[y] - 1)
         return self._by_class[self._offsets[y] + j]
 
+    def parent_indices(self, idx: torch.Tensor, parents: int, rng: torch.Generator) -> list[torch.Tensor]:
+        """The K - 1 partners of each index for a composition of `parents` = K images: a pair's partner uniform
+        over the class, itself included (the paper's rule); K > 2 parents distinct images (`distinct_partners`)."""
+        if parents == 2:
+            return [self.partners(idx, rng)]
+        return self.distinct_partners(idx, parents - 1, rng)
+
     def distinct_partners(self, idx: torch.Tensor, count: int, rng: torch.Generator) -> list[torch.Tensor]:
         """For each index, `count` other images of its class, distinct from it and from each other (drawn
         uniformly without replacement): the partners of a composition of count + 1 parents. The class needs

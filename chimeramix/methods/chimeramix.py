@@ -23,21 +23,12 @@ def replaced_at(seed: int, step: int, p: float) -> bool:
 
 
 @torch.no_grad()
-def compose(G: torch.nn.Module, x1: torch.Tensor, x2: torch.Tensor, mask: torch.Tensor, work_size: int,
-            autocast=nullcontext) -> torch.Tensor:
-    """Compositions at the generator's resolution, returned (fp32) at the batch's resolution."""
-    size = x1.shape[-1]
-    with autocast():  # only the frozen generator's convolutions run in reduced precision
-        out = G(resize(x1, work_size), resize(x2, work_size), mask)
-    return resize(out.float(), size).clamp_(-1, 1)
-
-
-@torch.no_grad()
-def compose_parents(G: torch.nn.Module, xs, weights: torch.Tensor, work_size: int, autocast=nullcontext) -> torch.Tensor:
-    """`compose` for K parents (a list of batches) under one-hot K-way weights."""
+def compose(G: torch.nn.Module, xs, weights: torch.Tensor, work_size: int, autocast=nullcontext) -> torch.Tensor:
+    """Compositions of K parents (a list of batches) under one-hot weights, made at the generator's resolution and
+    returned (fp32) at the batch's."""
     size = xs[0].shape[-1]
-    with autocast():
-        out = G.forward_parents([resize(x, work_size) for x in xs], weights)
+    with autocast():  # only the frozen generator's convolutions run in reduced precision
+        out = G([resize(x, work_size) for x in xs], weights)
     return resize(out.float(), size).clamp_(-1, 1)
 
 
@@ -72,27 +63,14 @@ class ChimeraMix(Method):
         if not replaced:
             return augment.apply(x, y, ctx) if augment is not None else (x, y)
         data, rng = ctx.data, ctx.rng
-        if self.spec.parents != 2:
-            return self._apply_parents(x, y, ctx, augment), y
-        i2 = data.partners(ctx.idx, rng)
-        p2 = CropFlip.sample(len(i2), x.shape[-1], rng, x.device)
-        x2 = normalize(p2.apply(data.images[i2]))
-        seg1 = seg2 = None
-        if self.spec.kind == "seg":
-            seg1, seg2 = ctx.crop.apply(data.segments[ctx.idx]), p2.apply(data.segments[i2])
-        m = self.spec.sample(len(i2), self.work_size // 4, rng, x.device, seg1, seg2, data.num_segments)
-        if augment is not None:
-            x, x2 = augment.apply(x, y, ctx)[0], augment.apply(x2, y, ctx)[0]
-        return compose(ctx.generator, x, x2, m, self.work_size, ctx.autocast), y
-
-    def _apply_parents(self, x, y, ctx: StepContext, augment: Method | None):
-        """K parents: the batch's images and K - 1 distinct same-class partners each, composed by K-way masks."""
-        data, rng = ctx.data, ctx.rng
-        partners = data.distinct_partners(ctx.idx, self.spec.parents - 1, rng)
+        # The batch's images and K - 1 same-class partners each (a pair's partner with replacement, as the paper)
+        partners = data.parent_indices(ctx.idx, self.spec.parents, rng)
         crops = [CropFlip.sample(len(ctx.idx), x.shape[-1], rng, x.device) for _ in partners]
         xs = [x, *(normalize(p.apply(data.images[i])) for p, i in zip(crops, partners))]
-        seg1 = ctx.crop.apply(data.segments[ctx.idx]) if self.spec.kind == "seg" else None
-        w = self.spec.sample_parents(len(ctx.idx), self.work_size // 4, rng, x.device, seg1, data.num_segments)
+        segs = None
+        if self.spec.kind == "seg":
+            segs = [ctx.crop.apply(data.segments[ctx.idx]), *(p.apply(data.segments[i]) for p, i in zip(crops, partners))]
+        w = self.spec.sample(len(ctx.idx), self.work_size // 4, rng, x.device, segs, data.num_segments)
         if augment is not None:
             xs = [augment.apply(xi, y, ctx)[0] for xi in xs]
-        return compose_parents(ctx.generator, xs, w, self.work_size, ctx.autocast)
+        return compose(ctx.generator, xs, w, self.work_size, ctx.autocast), y

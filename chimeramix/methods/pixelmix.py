@@ -71,7 +71,7 @@ class GridMix(_PixelMix):
             self.label += f" ({self.spec.grid_offset} offset)"
 
     def masks(self, x, ctx, i2, crop2):
-        m = self.spec.sample(x.shape[0], self.work, ctx.rng, x.device)
+        m = self.spec.sample(x.shape[0], self.work, ctx.rng, x.device)[:, :1]  # the pair's mask: 1 keeps x1
         return M.to_feature_size(m, x.shape[-1], "nearest")
 
 
@@ -108,4 +108,4 @@ class SegMix(_PixelMix):
             raise ChimeraMixError("segmix needs the segment maps of the training images: build DeviceData with segments "
                                   "(fit-classifier does this for a method with needs_segments)")
         seg1, seg2 = ctx.crop.apply(data.segments[ctx.idx]), crop2.apply(data.segments[i2])
-        return self.spec.sample(x.shape[0], x.shape[-1], ctx.rng, x.device, seg1, seg2, data.num_segments)
+        return self.spec.sample(x.shape[0], x.shape[-1], ctx.rng, x.device, [seg1, seg2], data.num_segments)[:, :1]

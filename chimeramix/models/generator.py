@@ -1,7 +1,6 @@
-"""The mixing generator: encoder f, feature mixer, decoder g (x_hat = g(f(x1) m + f(x2) (1 - m))).
-
-With K parents the mask is K one-hot channels m_j and x_hat = g(sum_j f(x_j) m_j); at K = 2 with
-m = [m, 1 - m] that is the pair formula, operation for operation.
+"""The mixing generator: encoder f, feature mixer, decoder g: x_hat = g(sum_j f(x_j) m_j) for K parents x_j under
+one-hot masks m_j. At K = 2, m = [m, 1 - m], that is the paper's g(f(x1) m + f(x2) (1 - m)), operation for operation
+(tests/test_parents.py compares the two bit for bit).
 """
 
 from __future__ import annotations
@@ -74,46 +73,30 @@ class MixingGenerator(nn.Module):
     def feature_size(image_size: int) -> int:
         return image_size // 4
 
-    def mix(self, f1: torch.Tensor, f2: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Per location, the feature vector of f1 where mask = 1, of f2 where mask = 0."""
-        return f1 * mask + f2 * (1 - mask)
-
-    def forward(self, x1: torch.Tensor, x2: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.mix(self.encoder(x1), self.encoder(x2), mask))
-
-    def train_outputs(self, x1, x2, mask):
-        """One encode of x1 and x2 (batched), one decode of [all-ones, all-zeros, mask] (batched).
-
-        Returns (rec1, rec2, mix): the two reconstructions and the composition.
-        The public code decodes nine images per step; three are needed.
-        """
-        n = x1.shape[0]
-        f = self.encoder(torch.cat([x1, x2]))
-        f1, f2 = f[:n], f[n:]
-        z = torch.cat([f1, f2, self.mix(f1, f2, mask)])
-        out = self.decoder(z)
-        return out[:n], out[n: 2 * n], out[2 * n:]
-
     @staticmethod
-    def mix_parents(fs, weights: torch.Tensor) -> torch.Tensor:
+    def mix(fs, weights: torch.Tensor) -> torch.Tensor:
         """Per location, the feature vector of the parent whose one-hot channel is 1 (fs: K feature maps)."""
         out = fs[0] * weights[:, 0:1]
         for j in range(1, len(fs)):
             out = out + fs[j] * weights[:, j: j + 1]
         return out
 
-    def forward_parents(self, xs, weights: torch.Tensor) -> torch.Tensor:
-        """The composition of K parents (a list of N x 3 x H x W) under one-hot weights N x K x h x w."""
-        n = xs[0].shape[0]
-        return self.decoder(self.mix_parents(self.encoder(torch.cat(list(xs))).split(n), weights))
+    def forward(self, xs, weights: torch.Tensor) -> torch.Tensor:
+        """The composition of K parents (a list of N x 3 x H x W) under one-hot weights N x K x h x w.
 
-    def train_outputs_parents(self, xs, weights):
-        """`train_outputs` for K parents: one encode of all, one decode of [f_1, ..., f_K, mix].
+        Each parent is encoded on its own, as pair compositions always were: a convolution over N and over K N
+        images may round differently, and finished pair runs resume bit for bit only if their compositions do not
+        move (train_outputs, which batches, has batched since pairs were its only case).
+        """
+        return self.decoder(self.mix([self.encoder(x) for x in xs], weights))
 
-        Decoding f_j is decoding the all-parent-j mask (mix_parents with channel j all ones gives f_j exactly).
-        Returns (reconstructions as a list of K, composition).
+    def train_outputs(self, xs, weights):
+        """One encode of all K parents (batched), one decode of [f_1, ..., f_K, mix] (batched).
+
+        Decoding f_j is decoding the all-parent-j mask (mix with channel j all ones gives f_j exactly). The public
+        code decodes nine images per pair step; K + 1 are needed. Returns (K reconstructions, composition).
         """
         n = xs[0].shape[0]
         fs = self.encoder(torch.cat(list(xs))).split(n)
-        out = self.decoder(torch.cat([*fs, self.mix_parents(fs, weights)])).split(n)
+        out = self.decoder(torch.cat([*fs, self.mix(fs, weights)])).split(n)
         return list(out[:-1]), out[-1]

@@ -16,7 +16,7 @@ from ..config import GeneratorConfig, check_config, generator_run_config, resolv
 from ..data.device import DeviceData
 from ..data.imageset import ImageSet
 from ..errors import ChimeraMixError
-from ..losses import laplacian, lsgan, reconstruction, reconstruction_parents
+from ..losses import laplacian_sum, lsgan, reconstruction
 from ..memory import check_generator_fits
 from ..models import MixingGenerator, PatchDiscriminator
 from ..plots import save_grid
@@ -67,42 +67,24 @@ class GeneratorTrainer:
         self.feature_size = MixingGenerator.feature_size(cfg.work_size)
         self.masks = M.MaskSpec.from_config(cfg)
         self.parents = self.masks.parents
-        # Pairs run the pair code as it always was; K > 2 parents the K-way one (equal at K = 2, tests/test_parents.py).
-        self._outputs = sp.compiled(self.G.train_outputs if self.parents == 2 else self.G.train_outputs_parents)
+        self._outputs = sp.compiled(self.G.train_outputs)
         self._D = sp.compiled(self.D)
 
     def state(self) -> TrainState:
         return TrainState({"generator": self.G, "discriminator": self.D}, {"g": self.opt_g, "d": self.opt_d}, self.rng)
 
     def batch(self, step: int):
-        """Augmented same-class pairs, a mask of the configured kind for `step`, and a way to draw another mask."""
+        """K parents per sample (the batch's image and K - 1 same-class partners), each crop + flip augmented, a
+        one-hot K-way mask of the configured kind for `step`, and a way to draw another mask."""
         cfg, data, rng = self.cfg, self.data, self.rng
         i1 = data.batch_indices(step, cfg.batch_size)
-        i2 = data.partners(i1, rng)
-        p1 = CropFlip.sample(len(i1), cfg.work_size, rng, data.device)
-        p2 = CropFlip.sample(len(i1), cfg.work_size, rng, data.device)
-        x1, x2 = normalize(p1.apply(data.images[i1])), normalize(p2.apply(data.images[i2]))
-        seg1 = seg2 = None
-        if cfg.mask == "seg":
-            seg1, seg2 = p1.apply(data.segments[i1]), p2.apply(data.segments[i2])
-
-        def draw():
-            return self.masks.sample(len(i1), self.feature_size, rng, data.device, seg1, seg2, data.num_segments)
-
-        return self.speed.inputs(x1), self.speed.inputs(x2), draw(), draw
-
-    def batch_parents(self, step: int):
-        """K parents per sample (the batch's image and K - 1 distinct same-class partners), each augmented,
-        one-hot K-way masks for `step` (seg rules read the first image's segments), and a way to draw another."""
-        cfg, data, rng = self.cfg, self.data, self.rng
-        i1 = data.batch_indices(step, cfg.batch_size)
-        idx = [i1, *data.distinct_partners(i1, self.parents - 1, rng)]
+        idx = [i1, *data.parent_indices(i1, self.parents, rng)]
         crops = [CropFlip.sample(len(i1), cfg.work_size, rng, data.device) for _ in idx]
         xs = [self.speed.inputs(normalize(p.apply(data.images[i]))) for p, i in zip(crops, idx)]
-        seg1 = crops[0].apply(data.segments[i1]) if cfg.mask == "seg" else None
+        segs = [p.apply(data.segments[i]) for p, i in zip(crops, idx)] if cfg.mask == "seg" else None
 
         def draw():
-            return self.masks.sample_parents(len(i1), self.feature_size, rng, data.device, seg1, data.num_segments)
+            return self.masks.sample(len(i1), self.feature_size, rng, data.device, segs, data.num_segments)
 
         return xs, draw(), draw
 
@@ -112,32 +94,16 @@ class GeneratorTrainer:
         for opt, lr in ((self.opt_g, cfg.lr), (self.opt_d, self.d_lr)):
             for g in opt.param_groups:
                 g["lr"] = lr * f
-        pair = self.parents == 2
-        if pair:
-            x1, x2, mask, draw_mask = self.batch(step)
-            xs = [x1, x2]
-        else:
-            xs, mask, draw_mask = self.batch_parents(step)
-            x1 = xs[0]
+        xs, mask, draw_mask = self.batch(step)
         autocast = self.speed.autocast(self.data.device)
         with autocast:
-            if pair:
-                rec1, rec2, mix = self._outputs(x1, x2, mask)
-                recs = [rec1, rec2]
-            else:
-                recs, mix = self._outputs(xs, mask)
+            recs, mix = self._outputs(xs, mask)
         recs, mix = [r.float() for r in recs], mix.float()  # losses in fp32 whatever the forward ran in
 
         # Generator update; D's weights are frozen for it so no gradient is computed for them.
         self.D.requires_grad_(False)
-        if pair:
-            loss_rec = reconstruction(recs[0], x1, recs[1], x2)
-            loss_lap = laplacian(recs[0], x1, cfg.lap_levels) + laplacian(recs[1], x2, cfg.lap_levels)
-        else:  # each parent from its all-one-parent mask, summed as the pair's two terms are
-            loss_rec = reconstruction_parents(recs, xs)
-            loss_lap = laplacian(recs[0], xs[0], cfg.lap_levels)
-            for r, x in zip(recs[1:], xs[1:]):
-                loss_lap = loss_lap + laplacian(r, x, cfg.lap_levels)
+        loss_rec = reconstruction(recs, xs)
+        loss_lap = laplacian_sum(recs, xs, cfg.lap_levels)
         with autocast:
             d_mix = self._D(mix)
         loss_adv = lsgan(d_mix.float(), True)
@@ -154,20 +120,16 @@ class GeneratorTrainer:
         # Discriminator update, real vs generated in one batched call.
         self.D.requires_grad_(True)
         if cfg.d_step == "fresh":
-            # The public code: a new mask, the updated G's composition, and x1 or x2 (one coin per batch) as the real.
+            # The public code: a new mask, the updated G's composition, and one parent as the real (x1 or x2, one
+            # coin per batch); a uniform parent when K > 2.
             with torch.no_grad(), autocast:
-                fake = (self.G(x1, x2, draw_mask()) if pair else self.G.forward_parents(xs, draw_mask())).float()
-            if pair:
-                coin = torch.rand((), generator=self.rng, device=x1.device) < 0.5  # a select, not an `if`: no host sync
-                real = torch.where(coin, x2, x1)
-            else:  # one parent, uniformly drawn, picked by index_select (no host sync)
-                j = (torch.rand(1, generator=self.rng, device=x1.device) * self.parents).long().clamp_(max=self.parents - 1)
-                real = torch.stack(xs).index_select(0, j)[0]
+                fake = self.G(xs, draw_mask()).float()
+            real = self._real_parent(xs)
         else:
-            fake, real = mix.detach(), x1
+            fake, real = mix.detach(), xs[0]
         with autocast:
             d = self._D(torch.cat([real, fake])).float()
-        n = x1.shape[0]
+        n = xs[0].shape[0]
         loss_d = lsgan(d[:n], True) + lsgan(d[n:], False)
         if cfg.d_step != "fresh":
             loss_d = 0.5 * loss_d
@@ -176,6 +138,14 @@ class GeneratorTrainer:
         self.opt_d.step()
         self._last_d = losses["d"] = loss_d.detach()
         return losses
+
+    def _real_parent(self, xs):
+        """One parent, drawn uniformly, as D's real image: the public code's coin `u < 0.5` picks x2 for a pair, so
+        parent K - 1 - floor(K u) (picked by index_select on the device: no host sync)."""
+        k = len(xs)
+        u = torch.rand((), generator=self.rng, device=xs[0].device)
+        j = (k - 1 - (u * k).long().clamp_(max=k - 1)).reshape(1)
+        return torch.stack(xs).index_select(0, j)[0]
 
 
 def device_data(cfg: GeneratorConfig, subset, device, seed: int) -> DeviceData:
@@ -243,52 +213,24 @@ def load_generator(run_dir: str | Path, device) -> tuple[MixingGenerator, dict]:
 
 
 @torch.no_grad()
-def save_samples(path, G: MixingGenerator, data: DeviceData, cfg: GeneratorConfig, pairs: int = 8) -> None:
-    """Figure 2 of the paper: x1, x2, both reconstructions, then three masks with their compositions.
-
-    With K parents: x1..xK, their K reconstructions, then three K-way masks (parent j at grey level j / (K - 1),
-    black: the first image) with their compositions.
-    """
-    if cfg.parents != 2:
-        return _save_samples_parents(path, G, data, cfg, pairs)
-    rng = torch.Generator(device=data.device).manual_seed(12345)
-    n_cls = len(data.classes)
-    cls = torch.arange(pairs, device=data.device) % n_cls
-    # the first image of each chosen class, and its second where the class has one
-    idx1, idx2 = data.of_class(cls, 0), data.of_class(cls, 1)
-    x1, x2 = normalize(data.images[idx1]), normalize(data.images[idx2])
-    was_training = G.training
-    G.eval()
-    f1, f2 = G.encoder(x1), G.encoder(x2)
-    ones, zeros = torch.ones_like(f1[:, :1]), torch.zeros_like(f1[:, :1])
-    cols = [x1, x2, G.decoder(G.mix(f1, f2, ones)), G.decoder(G.mix(f1, f2, zeros))]
-    fs = f1.shape[-1]
-    spec = M.MaskSpec.from_config(cfg)
-    seg1 = data.segments[idx1] if cfg.mask == "seg" else None
-    seg2 = data.segments[idx2] if cfg.mask == "seg" else None
-    for _ in range(3):
-        m = spec.sample(pairs, fs, rng, data.device, seg1, seg2, data.num_segments)
-        # shown at the images' resolution so the picture lines up with x1 / x2
-        cols += [M.to_feature_size(m, x1.shape[-1]) * 2 - 1, G.decoder(G.mix(f1, f2, m))]
-    G.train(was_training)
-    save_grid(path, [denormalize(c) for c in cols])
-
-
-@torch.no_grad()
-def _save_samples_parents(path, G: MixingGenerator, data: DeviceData, cfg: GeneratorConfig, rows: int = 8) -> None:
+def save_samples(path, G: MixingGenerator, data: DeviceData, cfg: GeneratorConfig, rows: int = 8) -> None:
+    """Figure 2 of the paper: the K parents, their K reconstructions, then three masks with their compositions
+    (a pair's mask white where x1 is kept; with K > 2 parent j at grey level 1 - 2 j / (K - 1))."""
     k = cfg.parents
     rng = torch.Generator(device=data.device).manual_seed(12345)
     cls = torch.arange(rows, device=data.device) % len(data.classes)
-    idx = [data.of_class(cls, j) for j in range(k)]  # the first K images of each shown class (K <= spc: distinct)
+    # the first K images of each shown class (clamped where a class has fewer: a pair's partner may be itself)
+    idx = [data.of_class(cls, j) for j in range(k)]
     xs = [normalize(data.images[i]) for i in idx]
     was_training = G.training
     G.eval()
     fs = G.encoder(torch.cat(xs)).split(rows)
     cols = [*xs, *(G.decoder(f) for f in fs)]
     spec = M.MaskSpec.from_config(cfg)
-    seg1 = data.segments[idx[0]] if cfg.mask == "seg" else None
+    segs = [data.segments[i] for i in idx] if cfg.mask == "seg" else None
     for _ in range(3):
-        w = spec.sample_parents(rows, fs[0].shape[-1], rng, data.device, seg1, data.num_segments)
-        cols += [M.assignment_picture(w, xs[0].shape[-1]), G.decoder(G.mix_parents(fs, w))]
+        w = spec.sample(rows, fs[0].shape[-1], rng, data.device, segs, data.num_segments)
+        # shown at the images' resolution so the picture lines up with the parents
+        cols += [M.assignment_picture(w, xs[0].shape[-1]), G.decoder(G.mix(fs, w))]
     G.train(was_training)
     save_grid(path, [denormalize(c) for c in cols])
