@@ -12,7 +12,8 @@ import torch
 from .. import checkpoint as ckpt
 from .. import masks as M
 from ..augment import CropFlip, normalize
-from ..config import ClassifierConfig, check_config, generator_parents, method_name, resolve_classifier, to_dict
+from ..config import (ClassifierConfig, check_config, generator_parents, method_name, paper_work_size, resolve_classifier,
+                      to_dict)
 from ..data.device import DeviceData
 from ..data.imageset import ImageSet
 from ..errors import ChimeraMixError
@@ -114,8 +115,8 @@ def _method_options(cfg: ClassifierConfig, gen_cfg: dict | None, image_size: int
     and the run context it is built with (seed, the generator's working resolution)."""
     opts = dict(cfg.method_options)
     opts.setdefault("p_generated", cfg.p_generated)
-    # without a generator, masks are drawn as ChimeraMix's would be: 32x32 data worked at 64
-    work_size = gen_cfg["work_size"] if gen_cfg is not None else (2 * image_size if image_size <= 32 else image_size)
+    # without a generator, masks are drawn at the paper's working resolution (config.paper_work_size says why)
+    work_size = gen_cfg["work_size"] if gen_cfg is not None else paper_work_size(image_size)
     context = {"seed": cfg.seed, "work_size": work_size}
     if gen_cfg is not None:
         # The generator's mask rules travel with it; asking for another kind is refused (it learned this one).
