@@ -118,25 +118,9 @@ class Job:
         return Path(self.run_dir).name
 
 
-def classifier_suffix(cfg: ClassifierConfig, gen_cfg: GeneratorConfig | None) -> str:
-    """The run-folder tag fit_classifier gives a method with its default options (see train/classifier.py)."""
-    from .methods import build_method
-    from .train.setup import named_options, options_tag, variant_suffix
-
-    method = build_method(cfg.method)
-    suffix = method.name.replace("+", "-")
-    segments = method.needs_segments
-    if method.needs_generator and gen_cfg is not None:
-        suffix += f"-{cfg.mask or gen_cfg.mask}" + variant_suffix(gen_cfg)
-        segments = segments or (cfg.mask or gen_cfg.mask) == "seg"
-    if segments and cfg.seg_view == "generator":
-        suffix += "-genseg"
-    return suffix + options_tag(named_options(cfg))
-
-
 def build_graph(seeds, plan, gen_overrides: dict, clf_overrides: dict, root: str | Path) -> list[Job]:
     """Every run of an experiment as a job, generators before the classifiers that need them; nothing is read."""
-    from .train.setup import run_path, variant_suffix
+    from .train.setup import classifier_identity, run_path, variant_suffix
 
     jobs: list[Job] = []
     gens: dict[tuple[int, str], tuple[str, GeneratorConfig]] = {}
@@ -152,7 +136,7 @@ def build_graph(seeds, plan, gen_overrides: dict, clf_overrides: dict, root: str
                 gen = gens[seed, mask]
             opts = {**clf_overrides, "seed": seed, "method": name, "generator": gen[0] if gen else None}
             cfg = make_config(ClassifierConfig, **opts)
-            path = run_path(cfg, "clf", classifier_suffix(cfg, gen[1] if gen else None), root)
+            path = run_path(cfg, "clf", classifier_identity(cfg, gen[1] if gen else None).suffix, root)
             jobs.append(Job("classifier", str(path), opts, gen[0] if gen else None))
     return jobs
 

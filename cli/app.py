@@ -136,7 +136,7 @@ Spc = Annotated[int, typer.Option(help="Training images kept per class (the firs
 Seed = Annotated[int, typer.Option(help="Data split and training seed (the paper uses 0-4).")]
 Preset = Annotated[str, typer.Option(help="Hyperparameter preset: 'paper' (the public code's procedure and settings, a GPU job), 'cpu' (the CPU protocol: the fast networks, 4,000 classifier steps) or 'fast' (minutes: smoke tests and the demo).")]
 Device = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
-OutDir = Annotated[Optional[Path], typer.Option("--out", "--out-dir", help="Run folder. [default: <checkpoints>/gen-<data>-spc<N>-seed<S>-<mask>[-<variant>...]-<preset> for fit-generator, <checkpoints>/clf-<data>-spc<N>-seed<S>-<method>[-<mask>...][-o<hash of its options>]-<preset> for fit-classifier; see checkpoints/README.md]")]
+OutDir = Annotated[Optional[Path], typer.Option("--out", help="Run folder. [default: <checkpoints>/gen-<data>-spc<N>-seed<S>-<mask>[-<variant>...]-<preset> for fit-generator, <checkpoints>/clf-<data>-spc<N>-seed<S>-<method>[-<mask>...][-o<hash of its options>]-<preset> for fit-classifier; see checkpoints/README.md]")]
 Checkpoints = Annotated[Path, typer.Option(help="Folder in which default run folders are made.")]
 Resume = Annotated[bool, typer.Option(help="Continue an interrupted run in its folder.")]
 Force = Annotated[bool, typer.Option(help="Overwrite a finished (or unfinished) run in the output folder.")]
@@ -157,6 +157,8 @@ MaskResize = Annotated[Optional[str], typer.Option(help=f"Pixel mask to feature 
 # write several tables take a file-name prefix, which is --out-prefix; their old spelling --out still works, unlisted.
 OutPrefix = Annotated[Optional[Path], typer.Option("--out-prefix", help="File-name prefix of the written tables (not a folder): <prefix>.md, <prefix>.csv and a chart <prefix>.png; experiment also <prefix>.json. E.g. results/cifair10-spc5. [default: print only]")]
 OldOut = Annotated[Optional[Path], typer.Option("--out", hidden=True, help="The old spelling of --out-prefix.")]
+# --out is the output folder's one name on every command; scripts written with the stages' old --out-dir still run
+OldOutDir = Annotated[Optional[Path], typer.Option("--out-dir", hidden=True, help="The old spelling of --out.")]
 
 
 def _prefix(prefix: Optional[Path], old: Optional[Path]) -> Optional[Path]:
@@ -207,6 +209,7 @@ STAGE_OPTIONS = (
     ("seed", Seed, DataOptions.seed),
     ("preset", Preset, GeneratorConfig.preset),
     ("out_dir", OutDir, None),
+    ("old_out_dir", OldOutDir, None),
     ("steps", Steps, None),
     ("epochs", Epochs, None),
     ("batch_size", BatchSize, None),
@@ -241,7 +244,10 @@ def stage_options(fn):
     def wrapper(*args, **kwargs):
         given = {name: kwargs.pop(name) for name, _, _ in STAGE_OPTIONS if name in kwargs}
         run = {k: given.pop(k) for k in RUN_CONTROLS}
-        out_dir, data_dir = given.pop("out_dir"), given.pop("data_dir")
+        out_dir, old, data_dir = given.pop("out_dir"), given.pop("old_out_dir"), given.pop("data_dir")
+        if out_dir is not None and old is not None and out_dir != old:
+            raise ChimeraMixError(f"--out {out_dir} and --out-dir {old} name two run folders: pass --out only")
+        out_dir = out_dir if out_dir is not None else old
         common = {**given, "out": str(out_dir) if out_dir else None, "data_dir": str(data_dir) if data_dir else None}
         return fn(*args, common=common, run=run, **kwargs)
 

@@ -292,3 +292,17 @@ def test_unknown_mask_modes_are_one_line_errors(folder, tmp_path, args, word):
     lines = [ln for ln in (r.stderr or "").splitlines() if ln.strip()]
     assert r.exit_code == 2 and len(lines) == 1 and word in lines[0], r.output
     assert not (tmp_path / "ck").exists() or not any((tmp_path / "ck").iterdir())  # nothing left behind
+
+
+def test_the_output_folder_has_one_name_and_the_old_spelling_still_runs(tmp_path, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    for cmd in ("fit-generator", "fit-classifier"):
+        shown = runner.invoke(app, [cmd, "--help"]).output
+        assert "--out " in shown and "--out-dir" not in shown
+    base = ["fit-generator", "--data", "digits", "--spc", "2", "--steps", "1", "--ngf", "4", "--ndf", "4", "--batch-size", "2",
+            "--mask", "grid", "--device", "cpu", "--quiet"]
+    r = runner.invoke(app, [*base, "--out", str(tmp_path / "a"), "--out-dir", str(tmp_path / "b")])
+    assert r.exit_code == 2 and "name two run folders: pass --out only" in r.stderr
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    assert runner.invoke(app, [*base, "--out-dir", str(tmp_path / "old")]).exit_code == 0
+    assert (tmp_path / "old" / "generator.safetensors").is_file()

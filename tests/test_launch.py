@@ -345,11 +345,36 @@ def test_without_submitit_the_launcher_says_how_to_install_it(folder, tmp_path, 
 ])
 def test_the_launcher_names_a_classifier_folder_as_fit_classifier_does(tmp_path, method, extra):
     from chimeramix.config import ClassifierConfig, make_config
-    from chimeramix.launch import classifier_suffix
     from chimeramix.train.classifier import fit_classifier
-    from chimeramix.train.setup import run_path
+    from chimeramix.train.setup import classifier_identity, run_path
 
     cfg = make_config(ClassifierConfig, "fast", data="digits", spc=2, device="cpu", steps=1, batch_size=4, method=method,
                       **extra)
-    predicted = run_path(cfg, "clf", classifier_suffix(cfg, None), tmp_path)
+    predicted = run_path(cfg, "clf", classifier_identity(cfg, None).suffix, tmp_path)
     assert fit_classifier(cfg, root=tmp_path).run_dir == predicted
+
+
+@pytest.mark.parametrize("gen_extra,clf_extra", [
+    ({"mask": "seg"}, {"seg_view": "generator"}),  # seg masks with the generator's view: -seg-genseg
+    ({"mask": "seg", "seg_mask": "bernoulli", "parents": 3}, {}),  # generator variants: -seg-k3-bern, "(3 parents, ...)"
+    ({"mask": "grid"}, {"method_options": {"grid_offset": "sample"}}),  # an -o override of the generator's mask rules
+])
+def test_the_job_graph_names_a_chimeramix_run_as_fit_classifier_does(tmp_path, gen_extra, clf_extra):
+    from chimeramix.config import ClassifierConfig, make_config
+
+    """The launcher names classifier folders before their generator has trained (from its GeneratorConfig);
+    fit-classifier names them from the generator's run.json: one rule, the same folder."""
+    from chimeramix.config import GeneratorConfig
+    from chimeramix.launch import build_graph
+    from chimeramix.train.classifier import fit_classifier
+    from chimeramix.train.generator import fit_generator
+
+    base = dict(data="digits", spc=4, device="cpu", preset="fast")
+    gen_over = {**base, "steps": 1, "ngf": 4, "ndf": 4, "batch_size": 4, **{k: v for k, v in gen_extra.items() if k != "mask"}}
+    clf_over = {**base, "steps": 1, "batch_size": 4, "arch": "wrn16-2", **clf_extra}
+    jobs = build_graph([0], [("chimeramix", gen_extra["mask"])], gen_over, clf_over, tmp_path)
+    gen_job, clf_job = jobs
+    g = fit_generator(make_config(GeneratorConfig, **gen_job.options), root=tmp_path)
+    assert str(g.run_dir) == gen_job.run_dir
+    r = fit_classifier(make_config(ClassifierConfig, **clf_job.options), root=tmp_path)
+    assert str(r.run_dir) == clf_job.run_dir

@@ -27,7 +27,7 @@ from ..runs import finished_run, retrain_advice
 from ..speed import SpeedOptions, bf16_warning
 from .generator import load_generator
 from .loop import TrainState
-from .setup import named_options, options_tag, prepare_data, seeded_generator, variant_label, variant_suffix
+from .setup import classifier_identity, prepare_data, seeded_generator
 from .stage import open_stage
 
 WEIGHTS_FILE = "classifier.safetensors"
@@ -179,20 +179,8 @@ def fit_classifier(cfg: ClassifierConfig, *, resume: bool | str = False, force: 
         raise ChimeraMixError(f"method '{cfg.method}' needs a trained generator: pass --generator <fit-generator run folder>")
     if gen_info is not None and not method.needs_generator:
         raise ChimeraMixError(f"method '{cfg.method}' does not use a generator: drop --generator, or use --method chimeramix")
-    variant = ""
-    if gen_info is not None:
-        # Its own row in reports (and folder): a generator variant of docs/fidelity.md is an ablation, not the same method.
-        method.label += variant_label(gen_info["config"])
-        variant = variant_suffix(gen_info["config"])
-        gen_spec, own = M.MaskSpec.from_config(gen_info["config"]), M.MaskSpec.from_config(method.options)
-        if own != gen_spec:  # an explicit -o override of the generator's mask rules: visible in the row and folder
-            diff = [f"{k}={v}" for k, v in own.to_dict().items() if gen_spec.to_dict()[k] != v]
-            method.label += f" (classifier masks: {', '.join(diff)})"
-            variant += "-" + "-".join(d.replace("=", "_") for d in diff)
-    if (method.needs_generator and method.options.get("mask") == "seg") or method.needs_segments:
-        if cfg.seg_view == "generator":
-            method.label += " (generator-view segments)"
-            variant += "-genseg"
+    identity = classifier_identity(cfg, gen_info["config"] if gen_info is not None else None)
+    method.label += identity.label
     # Decode the test set before anything is written: a corrupt or mis-sized test image must fail now, not after training.
     test = prep.source.load("test")
     if tuple(test.classes) != tuple(prep.train.classes):
@@ -208,9 +196,7 @@ def fit_classifier(cfg: ClassifierConfig, *, resume: bool | str = False, force: 
         G = speed.prepare_module(G)
 
     config = {**to_dict(cfg), "method": method.name, "method_options": method.recorded_options, "fingerprint": prep.split.fingerprint}
-    suffix = method.name.replace("+", "-") + (f"-{method.options['mask']}" if method.needs_generator else "")
-    suffix += variant + options_tag(named_options(cfg))
-    with open_stage("classifier", "clf", suffix, cfg, config, prep, root, resume, force, progress) as stage:
+    with open_stage("classifier", "clf", identity.suffix, cfg, config, prep, root, resume, force, progress) as stage:
         if stage.already_finished:
             result = stage.run.info()["result"]
             return ClassifierResult(stage.out, result["accuracy"], result, already_finished=True)

@@ -75,6 +75,50 @@ def variant_label(gen_cfg) -> str:
     return f" ({', '.join(labels)})" if labels else ""
 
 
+@dataclass(frozen=True)
+class ClassifierIdentity:
+    """What names a classifier run: its run-folder tag, and what its report label adds to the method's own."""
+
+    suffix: str
+    label: str
+
+
+def classifier_identity(cfg, gen_cfg=None) -> ClassifierIdentity:
+    """The one rule for a classifier run's folder tag and label additions, from its config and its generator's
+    config (run.json's dict or a GeneratorConfig; None without a generator). fit-classifier and the launcher's
+    job graph, which names runs before their generators have trained, both call it.
+
+    The tag: the method's parts, the generator's mask kind and departures from the default procedure
+    (`VARIANTS`), any -o override of the generator's mask rules, `-genseg` for segments of the generator's view,
+    and `-o<hash>` of the user's method options.
+    """
+    from ..config import method_name
+    from ..masks import MaskSpec
+    from ..methods import build_method
+
+    method = build_method(method_name(cfg))
+    suffix, label = method.name.replace("+", "-"), ""
+    segments = method.needs_segments
+    if method.needs_generator and gen_cfg is not None:
+        theirs = MaskSpec.from_config(gen_cfg)
+        suffix += f"-{theirs.kind}" + variant_suffix(gen_cfg)
+        label += variant_label(gen_cfg)
+        # an explicit -o override of the generator's mask rules: visible in the row and the folder
+        asked = {"mask": theirs.kind, "seg_mask": theirs.seg_rule, "grid_offset": theirs.grid_offset,
+                 "mask_resize": theirs.resize, "grid_k": theirs.grid_k, "parents": theirs.parents}
+        asked.update({k: v for k, v in cfg.method_options.items() if k in asked and k != "parents"})
+        own = MaskSpec.from_config(asked)
+        diff = [f"{k}={v}" for k, v in own.to_dict().items() if theirs.to_dict()[k] != v]
+        if diff:
+            label += f" (classifier masks: {', '.join(diff)})"
+            suffix += "-" + "-".join(d.replace("=", "_") for d in diff)
+        segments = segments or theirs.kind == "seg"
+    if segments and cfg.seg_view == "generator":
+        label += " (generator-view segments)"
+        suffix += "-genseg"
+    return ClassifierIdentity(suffix + options_tag(named_options(cfg)), label)
+
+
 def options_tag(options: dict) -> str:
     """Run-folder tag of a classifier's method options: '' without any (today's names stay valid), else
     '-o<8 hex digits>' of their sorted values, so a run with other -o values does not land on a finished one."""
