@@ -120,7 +120,7 @@ class Job:
 
 def build_graph(seeds, plan, gen_overrides: dict, clf_overrides: dict, root: str | Path) -> list[Job]:
     """Every run of an experiment as a job, generators before the classifiers that need them; nothing is read."""
-    from .train.setup import classifier_identity, run_path, variant_suffix
+    from .train.setup import classifier_identity, generator_tag, run_path
 
     jobs: list[Job] = []
     gens: dict[tuple[int, str], tuple[str, GeneratorConfig]] = {}
@@ -131,7 +131,7 @@ def build_graph(seeds, plan, gen_overrides: dict, clf_overrides: dict, root: str
                 if (seed, mask) not in gens:
                     opts = {**gen_overrides, "seed": seed, "mask": mask}
                     cfg = make_config(GeneratorConfig, **opts)
-                    gens[seed, mask] = (str(run_path(cfg, "gen", cfg.mask + variant_suffix(cfg), root)), cfg)
+                    gens[seed, mask] = (str(run_path(cfg, "gen", generator_tag(cfg), root)), cfg)
                     jobs.append(Job("generator", gens[seed, mask][0], opts))
                 gen = gens[seed, mask]
             opts = {**clf_overrides, "seed": seed, "method": name, "generator": gen[0] if gen else None}

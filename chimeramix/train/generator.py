@@ -24,7 +24,7 @@ from ..progress import SILENT, Progress
 from ..runs import lost_weights, retrain_advice
 from ..speed import SpeedOptions, bf16_warning
 from .loop import TrainState
-from .setup import prepare_data, seeded_generator, variant_suffix
+from .setup import generator_tag, prepare_data, seeded_generator
 from .stage import open_stage
 
 WEIGHTS_FILE = "generator.safetensors"
@@ -167,7 +167,7 @@ def fit_generator(cfg: GeneratorConfig, *, resume: bool | str = False, force: bo
     cfg = resolve_generator(cfg, prep.train.image_size[0], len(prep.subset))
     check_generator_fits(cfg, prep.device)  # before the run folder exists: an extreme --ngf leaves nothing behind
     config = {**generator_run_config(cfg), "fingerprint": prep.split.fingerprint}
-    with open_stage("generator", "gen", cfg.mask + variant_suffix(cfg), cfg, config, prep, root, resume, force, progress) as stage:
+    with open_stage("generator", "gen", generator_tag(cfg), cfg, config, prep, root, resume, force, progress) as stage:
         if stage.already_finished:
             info = stage.run.info()
             return GeneratorResult(stage.out, info["step"], info.get("losses", {}), already_finished=True)

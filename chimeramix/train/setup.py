@@ -75,6 +75,12 @@ def variant_label(gen_cfg) -> str:
     return f" ({', '.join(labels)})" if labels else ""
 
 
+def generator_tag(cfg) -> str:
+    """A generator run's folder tag: its mask kind and its departures from the default procedure (one rule, for
+    fit-generator and the launcher's job graph)."""
+    return cfg.mask + variant_suffix(cfg)
+
+
 @dataclass(frozen=True)
 class ClassifierIdentity:
     """What names a classifier run: its run-folder tag, and what its report label adds to the method's own."""
