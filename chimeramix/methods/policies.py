@@ -212,7 +212,11 @@ class AutoAugment(Method):
         key = (h, w, str(device))
         if key not in self._cache:
             name = self.policy_for(max(h, w))
-            # torchvision's published tables (private attributes; pinned torchvision, tested in tests/test_methods.py)
+            # torchvision's published tables are read from private attributes (`_policies`, `_AUGMENTATION_SPACE`)
+            # because they are the reference definitions and torchvision exposes no public accessor; copying them
+            # here would let the two drift apart silently. If a torchvision release renames them, this line raises
+            # AttributeError at the first AutoAugment batch and tests/test_methods.py (which compares the ops and
+            # magnitude bins with torchvision's own transforms) fails: read the new names there.
             tv = T.AutoAugment(T.AutoAugmentPolicy(name))
             pol = tv._policies  # [((op, p, bin), (op, p, bin)), ...]
             ops = torch.tensor([[OP[o] for o, _, _ in sp] for sp in pol], device=device)
@@ -254,7 +258,7 @@ class TrivialAugment(Method):
     def _tables(self, h: int, w: int, device):
         key = (h, w, str(device))
         if key not in self._cache:
-            space = T.TrivialAugmentWide._AUGMENTATION_SPACE
+            space = T.TrivialAugmentWide._AUGMENTATION_SPACE  # private, as AutoAugment's tables above: why and what breaks
             ops = torch.tensor([OP[o] for o in space], device=device)
             mags, signed = _space(space, self.bins, h, w, device)
             self._cache[key] = (ops, mags, signed)
