@@ -54,6 +54,12 @@ class Method:
         self.options = {**self.defaults, **options}
 
     @property
+    def augments_parents(self) -> bool:
+        """Whether this batch source applies a chain's pixel policies to its own inputs (handed to `apply` as
+        `augment=`) instead of having them run over the batch it returns. ChimeraMix does, as the public code."""
+        return False
+
+    @property
     def recorded_options(self) -> dict:
         """What run.json records as the method's options: its options and its run context (as runs always recorded them)."""
         return {**self.options, **{k: getattr(self, k) for k in self.context}}
@@ -102,7 +108,7 @@ class Chain(Method):
 
     def apply(self, x, y, ctx):
         src, target = self.source, y
-        if src is not None and src.needs_generator and self.pixel and src.options.get("aug_order") == "parents":
+        if src is not None and self.pixel and src.augments_parents:
             x, target = src.apply(x, y, ctx, augment=self.parent_policy)
         else:
             for p in ([src] if src is not None else []) + self.pixel:

@@ -55,6 +55,10 @@ class ChimeraMix(Method):
         check_choice("chimeramix option aug_order", o["aug_order"], AUG_ORDERS)
         self.label = f"ChimeraMix+{self.spec.label}"
 
+    @property
+    def augments_parents(self) -> bool:
+        return self.options["aug_order"] == "parents"
+
     def apply(self, x, y, ctx: StepContext, augment: Method | None = None):
         """augment: a policy (AutoAugment, TrivialAugment) applied to each parent before composing, as the public
         code does (and to the real batch when it is not replaced)."""
