@@ -27,7 +27,7 @@ from .errors import ChimeraMixError
 from .fileio import read_json
 from .lock import RunLocked, live_holder
 from .progress import SILENT, Progress
-from .runs import LOG_DIR, METRICS_FILE, RUN_FILE
+from .runs import LOG_DIR, METRICS_FILE, RUN_FILE, read_result, read_run
 
 LAUNCHERS = ("local", "slurm", "submitit-local")
 INSTALL_HINT = "--launcher slurm needs submitit, which is not installed: pip install 'chimeramix[slurm]'"
@@ -161,13 +161,13 @@ def is_finished(job: Job) -> bool:
     """Whether the job's folder holds a finished run of the job's config (the values it sets; what the run
     derived from the data is left to the job, which refuses a mismatch in one line)."""
     folder = Path(job.run_dir)
-    try:
-        info = read_json(folder / RUN_FILE)
-    except (OSError, ValueError, UnicodeDecodeError):
+    try:  # a damaged record is not finished: the job is submitted, and its run refuses it in one line
+        info = read_run(folder, job.kind)
+        if job.kind == "classifier":
+            read_result(folder)
+    except (ChimeraMixError, OSError):
         return False
-    if not isinstance(info, dict) or info.get("status") != "finished" or info.get("kind") != job.kind:
-        return False
-    if job.kind == "classifier" and not (folder / "result.json").is_file():
+    if info.get("status") != "finished":
         return False
     cls = GeneratorConfig if job.kind == "generator" else ClassifierConfig
     cfg = make_config(cls, **job.options)

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from . import records as R
 from .data.folder import list_classes
 from .errors import ChimeraMixError
 from .fileio import read_json
@@ -70,26 +71,43 @@ def recover(out: Path, tmp: Path, old: Path) -> None:
             old.rename(out)
 
 
+def damaged_advice(kind: str) -> str:
+    return f"the {KINDS[kind].split()[-1]}'s record is damaged: rebuild it with the same `chimeramix {kind}` command and --force"
+
+
+def read_manifest(out: Path, kind: str, complete: bool = True) -> dict:
+    """The manifest.json of a folder chimeramix wrote as `kind` ('export' or 'curate'); a manifest without chimeramix's
+    mark is refused as someone else's, one of another kind as such, and (complete) one with a field missing or of
+    the wrong kind as damaged, in one line naming the field. A manifest without 'kind' is an export's (exports
+    written before curate existed)."""
+    f = out / MANIFEST
+    if not f.is_file():
+        raise ChimeraMixError(f"{out} is not {KINDS[kind]} (no {MANIFEST}): pass the folder `chimeramix {kind}` wrote")
+    try:
+        manifest = read_json(f)
+    except (ValueError, UnicodeDecodeError):
+        manifest = None
+    if not is_ours(manifest):  # --force too: a folder chimeramix did not write is never replaced
+        raise ChimeraMixError(f"{out} holds a {MANIFEST} that chimeramix did not write: choose another --out "
+                              "(a new or empty folder)")
+    found = manifest.get("kind", "export")
+    if isinstance(found, str) and found != kind:
+        raise ChimeraMixError(f"{out} holds {KINDS.get(found, 'another kind of chimeramix folder')}, not {KINDS[kind]}: "
+                              "choose another --out")
+    if complete:
+        fields, required = R.MANIFEST_FIELDS[kind]
+        R.check_fields(f, manifest, fields, required, damaged_advice(kind))
+    return manifest
+
+
 def finished_manifest(out: Path, kind: str, request: dict, force: bool) -> dict | None:
     """Decide about an existing --out before any work: the manifest of a finished `kind` folder with the same
     request (nothing to redo), None to build; refuses a folder of another kind, other settings without force,
-    and anything that chimeramix did not write.
-
-    A manifest without 'kind' is an export's (exports written before curate existed).
-    """
+    and anything that chimeramix did not write."""
     what = KINDS[kind]
     if (out / MANIFEST).is_file():
-        try:
-            manifest = read_json(out / MANIFEST)
-        except (ValueError, UnicodeDecodeError):
-            manifest = None
-        if not is_ours(manifest):  # --force too: a folder chimeramix did not write is never replaced
-            raise ChimeraMixError(f"{out} holds a {MANIFEST} that chimeramix did not write: choose another --out "
-                                  "(a new or empty folder)")
-        found = manifest.get("kind", "export")
-        if found != kind:
-            raise ChimeraMixError(f"{out} holds {KINDS.get(found, 'another kind of chimeramix folder')}, not {what}: "
-                                  "choose another --out")
+        # with --force only the mark and the kind matter: a damaged record of ours is what --force rebuilds
+        manifest = read_manifest(out, kind, complete=not force)
         foreign = sorted(p.name for p in out.iterdir() if p.name not in OWN_ENTRIES)
         if foreign:
             raise ChimeraMixError(f"{out} holds {foreign[0]}, which {what.split(' ', 1)[-1]} does not write: move it out "
