@@ -29,8 +29,9 @@ from .config import RUNTIME_FIELDS, SEG_VIEWS
 from .data import Split, open_source
 from .data.device import resolve_device
 from .errors import ChimeraMixError
-from .fileio import existing_ancestor, file_digest, write_json
-from .outfolder import (MANIFEST, check_class_name, check_out, count_test_set, damaged_advice,
+from .fileio import file_digest, write_json
+from .memory import ENTRY_BYTES, check_memory
+from .outfolder import (MANIFEST, check_class_name, check_disk, check_out, count_test_set, damaged_advice,
                         finished_manifest, make_temp, plan_test_set, publish, read_manifest, recover, side, write_png,
                         write_test_set)
 from .plots import save_grid
@@ -106,7 +107,10 @@ def export_dataset(generator: str | Path, out: str | Path, per_class: int, *, wi
     classes = list(train.classes)
     for c in classes:
         check_class_name(c)
-    check_disk(out, per_class * len(classes), train.image_size)
+    n = per_class * len(classes)
+    check_disk(out, n, train.image_size, f"lower --per-class ({per_class}) or choose an --out on a larger disk")
+    check_memory(f"--per-class {per_class}: a manifest of {n:,} entries", n * ENTRY_BYTES, torch.device("cpu"),
+                 "lower --per-class")
     G, _ = load_generator(gen_dir, dev)
     entries, mask_info = plan_compositions(cfg, split, subset, classes, per_class, seed, seg_view, progress)
     work, fs = mask_info["work_size"], mask_info["feature_size"]
@@ -218,20 +222,6 @@ def _weights_file() -> str:
     from .train.generator import WEIGHTS_FILE
 
     return WEIGHTS_FILE
-
-
-def check_disk(out: Path, files: int, image_size) -> None:
-    """Refuse, before the manifest's entries are even planned, an export the disk beside `out` cannot hold.
-
-    A PNG of a composition is taken at half its raw pixel bytes (chosen low, not measured):
-    only what surely cannot fit is refused.
-    """
-    need = files * int(image_size[0]) * int(image_size[-1]) * 3 // 2
-    base = existing_ancestor(out)
-    free = shutil.disk_usage(base).free
-    if need > free:
-        raise ChimeraMixError(f"--per-class asks for {files:,} images, about {need / 2**30:.1f} GiB, but {base} has "
-                              f"{free / 2**30:.1f} GiB free: lower --per-class or choose an --out on a larger disk")
 
 
 def finished_generator(gen_dir: Path) -> dict:

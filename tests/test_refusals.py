@@ -1,6 +1,7 @@
 """Issue 22's classes of refusal, through the real command line on tiny runs: damaged or hand-edited records read
-back (result.json, run.json's result, split.json, manifest.json, a recorded table). Each is one line naming what is
-wrong, exit 2, no traceback, and nothing written; where the line gives a way out, the test follows it."""
+back (result.json, run.json's result, split.json, manifest.json, a recorded table) and extreme values that would go
+straight to an allocation. Each is one line naming what is wrong, exit 2,
+no traceback, and nothing written; where the line gives a way out, the test follows it."""
 
 from __future__ import annotations
 
@@ -216,3 +217,31 @@ def test_a_recorded_table_with_a_value_of_the_wrong_kind_is_refused(tmp_path):
     rec = tmp_path / "table.json"
     rec.write_text(json.dumps({"table": [{"setting": "s", "method": "Baseline", "seeds": [0], "accuracies": ["x"]}]}))
     refused(tmp_path, ["report", rec], "field 'table[0].accuracies[0]' is a string, not a number")
+
+
+# ---------------------------------------------------------------- extreme values, before anything is allocated
+
+@pytest.mark.parametrize("extra,words", [
+    (["--size", 10**9, "--pool", 1], "lower --size or --pool"),  # before the advice to raise --pool to 10**9
+    (["--size", 10**9], "lower --size or --pool"),  # the default pool, 4 x 10**9 images per class
+    (["--pool", 10**9], "a pool of 1,000,000,000 images per class"),
+    (["--size", 0], "--size 0 is smaller than --spc 2"),
+    (["--size", -5], "--size -5 is smaller"),
+])
+def test_curate_refuses_sizes_that_cannot_fit_before_drawing_its_pool(made, tmp_path, extra, words):
+    args = curate_args(made["gen"], made["clf"], tmp_path / "cur")
+    for i in range(0, len(extra), 2):  # the later option wins: replace the defaults of curate_args
+        args[args.index(extra[i]) + 1] = extra[i + 1]
+    refused(tmp_path, args, words)
+
+
+def test_export_refuses_a_manifest_that_cannot_fit_in_memory(made, tmp_path):
+    import torch
+
+    from chimeramix.memory import ENTRY_BYTES, available_bytes
+
+    # 4 x the memory its entries need: refused by the memory check, or the disk's where the disk is the smaller
+    per_class = 4 * available_bytes(torch.device("cpu")) // ENTRY_BYTES // 10
+    args = ["export", "--generator", made["gen"], "--per-class", per_class, "--out", tmp_path / "ex", *Q]
+    line = refused(tmp_path, args, "lower --per-class")
+    assert "of memory but cpu has" in line or "GiB free" in line
