@@ -18,7 +18,7 @@ from PIL import Image
 from . import records as R
 from .data.folder import list_classes
 from .errors import ChimeraMixError
-from .fileio import existing_ancestor, read_json
+from .fileio import check_name_fits, existing_ancestor, read_json
 from .runs import config_diff
 
 MANIFEST = "manifest.json"
@@ -30,10 +30,15 @@ KINDS = {"export": "a chimeramix export", "curate": "a chimeramix curation"}  # 
 OWN_ENTRIES = frozenset({MANIFEST, "train", "test", "samples.png", "report.md", "changes.png"})
 
 
+# What side() adds to --out's name for the hidden folder beside it: ".<name>.curate-partial"
+SIDE_EXTRA = len(".") + len(".curate-partial")
+
+
 def check_out(out: Path, what: str) -> Path:
     """--out as an absolute folder path; refuses a file, a device or a root. A symlink to a folder is written
     through: the folder it points to is what gets built (the link itself stays as the user made it)."""
     out = Path(os.path.abspath(Path(out).expanduser()))
+    check_name_fits(out, "--out", SIDE_EXTRA)  # first: stat itself fails on a name too long
     if out.is_symlink():
         target = Path(os.path.realpath(out))
         if not target.is_dir() and target.exists():
@@ -41,6 +46,7 @@ def check_out(out: Path, what: str) -> Path:
         if not target.exists():
             raise ChimeraMixError(f"--out {out} is a link to {target}, which does not exist: make that folder, or choose another --out")
         out = target
+        check_name_fits(out, "--out", SIDE_EXTRA)
     if not out.name:
         raise ChimeraMixError(f"--out {out} cannot hold {what}: choose a new folder, e.g. exports/<name>")
     if out.exists() and not out.is_dir():

@@ -428,6 +428,10 @@ def report_csv(tables: list[Table]) -> str:
     return buf.getvalue()
 
 
+# How much longer than <stem>.md the other names of a table get (<stem>-12.png, <stem>.json)
+TABLE_NAMES_EXTRA = len("-99.png") - len(".md")
+
+
 def chart_paths(stem: str | Path, tables: list[Table]) -> list[Path]:
     """<stem>.png for one table, <stem>-1.png, <stem>-2.png, ... for several."""
     stem = Path(stem)
@@ -456,7 +460,7 @@ def write_tables(tables: list[Table], stem: str | Path, title: str = "") -> tupl
 
     stem = Path(stem)
     md, cs = stem.with_suffix(".md"), stem.with_suffix(".csv")
-    check_writable(md, "--out-prefix")
+    check_writable(md, "--out-prefix", TABLE_NAMES_EXTRA)
     charts = chart_paths(stem, tables)
     try:
         write_text(md, report_markdown(tables, title, charts))

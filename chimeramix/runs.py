@@ -10,7 +10,7 @@ from pathlib import Path
 
 from . import records as R
 from .errors import ChimeraMixError
-from .fileio import write_json
+from .fileio import check_name_fits, write_json
 from .lock import LOCK_FILE, TAKEOVER_FILE, RunLock
 
 RUN_FILE = "run.json"
@@ -197,6 +197,7 @@ def prepare(path: str | Path, kind: str, config: dict, resume: bool | str, force
     made for it are removed again.
     """
     path = Path(path)
+    check_name_fits(path, "--out")  # first: stat itself fails on a name too long
     if path.exists() and not path.is_dir():
         raise ChimeraMixError(f"--out {path} is a file, not a folder: choose another --out")
     if resume is True and not path.is_dir():

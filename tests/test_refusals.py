@@ -1,6 +1,6 @@
 """Issue 22's classes of refusal, through the real command line on tiny runs: damaged or hand-edited records read
-back (result.json, run.json's result, split.json, manifest.json, a recorded table) and extreme values that would go
-straight to an allocation. Each is one line naming what is wrong, exit 2,
+back (result.json, run.json's result, split.json, manifest.json, a recorded table), extreme values that would go
+straight to an allocation, and names too long for the file system. Each is one line naming what is wrong, exit 2,
 no traceback, and nothing written; where the line gives a way out, the test follows it."""
 
 from __future__ import annotations
@@ -245,3 +245,33 @@ def test_export_refuses_a_manifest_that_cannot_fit_in_memory(made, tmp_path):
     args = ["export", "--generator", made["gen"], "--per-class", per_class, "--out", tmp_path / "ex", *Q]
     line = refused(tmp_path, args, "lower --per-class")
     assert "of memory but cpu has" in line or "GiB free" in line
+
+
+# ---------------------------------------------------------------- names too long for the file system
+
+@pytest.mark.parametrize("where", ["export", "export-temp", "curate", "predict", "predict-temp"])
+def test_a_name_too_long_for_the_file_system_is_refused_before_anything_is_made(made, tmp_path, where):
+    args = {
+        "export": export_args(made, tmp_path / LONG),
+        # 245 characters fit, but not the hidden .<name>.export-partial folder the export is built in
+        "export-temp": export_args(made, tmp_path / ("e" * 245)),
+        "curate": curate_args(made["gen"], made["clf"], tmp_path / LONG / "cur"),
+        "predict": ["predict", made["clf"], made["images"], "--out", tmp_path / (LONG + ".csv"), *Q],
+        # and not the atomic write's .<name>.<random>.tmp beside it
+        "predict-temp": ["predict", made["clf"], made["images"], "--out", tmp_path / ("p" * 250), *Q],
+    }[where]
+    line = refused(tmp_path, args, "more than the 255 its file system allows", "choose a shorter --out")
+    assert LONG not in line  # the name is shown shortened
+
+
+def test_class_folders_with_a_line_break_or_a_long_name_export_and_report_on_one_line(tmp_path, make_image_folder):
+    data = make_image_folder(classes=("a\nb", "k" * 250), train=2, test=1, size=32)
+    gen = tmp_path / "gen"
+    r = invoke("fit-generator", "--data", data, "--spc", 1, *Q, "--mask", "grid", "--ngf", 4, "--ndf", 4,
+               "--batch-size", 2, "--steps", 1, "--out", gen)
+    assert r.exit_code == 0, r.output
+    r = invoke("export", "--generator", gen, "--per-class", 1, "--out", tmp_path / "ex", *Q)
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "ex" / "train" / "a\nb" / "gen_00000.png").is_file()
+    # a refusal that quotes the class stays one line
+    refused(tmp_path, ["fit-classifier", "--data", data, "--spc", 5, *Q], r"class 'a\nb'")
