@@ -400,6 +400,8 @@ def curate_dataset(data: str, spc: int, generator: str | Path, classifier: str |
     budgets = class_budgets(spc, size, len(classes), f1)
     most = max(budgets) - spc
     pool = 4 * most if pool is None else pool
+    # first what cannot fit at all (a huge --size), then a pool too small to fill it
+    _check_fits(out, len(classes), spc, max(pool, most), budgets, train.image_size, clf.dim)
     if pool < most:
         raise ChimeraMixError(f"--pool {pool} is smaller than the {most} non-real images the largest class gets: "
                               f"use --pool {most} or more (several times more leaves room to choose)")
@@ -463,6 +465,21 @@ def curate_dataset(data: str, spc: int, generator: str | Path, classifier: str |
         shutil.rmtree(tmp, ignore_errors=True)  # Ctrl-C or an error: no half curation stays behind
         raise
     return CurateResult(out, counts, per_class, sel.history, sel.stop)
+
+
+def _check_fits(out: Path, n_classes: int, spc: int, pool: int, budgets: list[int], image_size, dim: int) -> None:
+    """Refuse, before the pool is drawn, a curation whose pool cannot fit in memory or whose folder cannot fit on
+    the disk: the pool's images, entries and features, and each class's distance matrix (with the copy a trial
+    makes), as low estimates."""
+    from .memory import ENTRY_BYTES, check_memory
+    from .outfolder import check_disk
+
+    rows = n_classes * (spc + pool)
+    need = rows * (3 * int(image_size[0]) * int(image_size[-1]) + ENTRY_BYTES + 8 * dim)
+    need += sum(2 * 8 * b * b for b in budgets)
+    check_memory(f"a pool of {pool:,} images per class for --size {max(budgets)}", need, torch.device("cpu"),
+                 "lower --size or --pool")
+    check_disk(out, sum(budgets), image_size, "lower --size or choose an --out on a larger disk")
 
 
 def _validation_f1(clf, subset, validation: list[int], classes: list[str], dev) -> list[float]:

@@ -17,7 +17,7 @@ from .errors import ChimeraMixError
 from .fileio import check_writable, write_json
 from .methods import build_method, known_methods
 from .progress import SILENT, Progress
-from .report import Row, Table, group_by_setting, load_results, write_tables
+from .report import TABLE_NAMES_EXTRA, Row, Table, group_by_setting, load_results, write_tables
 
 
 MAX_SEEDS = 1000  # a run per seed and method: more is a typo, not a plan
@@ -98,7 +98,7 @@ def check_plan(seeds, plan, gen_overrides: dict, clf_overrides: dict, jobs: int,
                 make_config(GeneratorConfig, **{**gen_overrides, "seed": seed, "mask": mask})
             make_config(ClassifierConfig, **{**clf_overrides, "seed": seed, "method": name})
     if out:
-        check_writable(Path(out).with_suffix(".md"), "--out-prefix")
+        check_writable(Path(out).with_suffix(".md"), "--out-prefix", TABLE_NAMES_EXTRA)
 
 
 @dataclass

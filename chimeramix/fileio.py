@@ -39,9 +39,40 @@ def _file_target(path: Path, option: str | None = None) -> Path:
 def existing_ancestor(path: Path) -> Path:
     """The nearest folder above `path` (or `path` itself) that exists: where a probe or a free-space check can look."""
     base = path
-    while not base.exists() and base.parent != base:
+    while not os.path.exists(base) and base.parent != base:  # os.path's: a name too long to stat is not there either
         base = base.parent
     return base
+
+
+# What atomic_path adds to a file's name for its temporary file beside it: ".<name>.<8 random characters>.tmp"
+TEMP_EXTRA = len("..") + 8 + len(".tmp")
+
+
+def check_name_fits(path: str | Path, option: str, extra: int = 0, fix: str | None = None) -> None:
+    """Refuse in one line a path with a name longer than its file system allows, counting `extra` characters that
+    chimeramix adds to the last name (a temporary file or folder beside it), before anything is made.
+
+    option: what the message names (e.g. '--out'); fix: its way out (default: choose a shorter `option`).
+    """
+    path = Path(os.path.abspath(Path(path).expanduser()))
+    base = existing_ancestor(path)
+    try:
+        limit = os.pathconf(base if base.is_dir() else base.parent, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255
+    new = path.parts[len(base.parts):] if path != base else (path.name,)  # what exists has a name that fits
+    for i, part in enumerate(new):
+        n = len(os.fsencode(part))
+        added = extra if i == len(new) - 1 else 0
+        if n + added <= limit:
+            continue
+        shown = part if len(part) <= 40 else f"{part[:20]}...{part[-12:]}"
+        if n > limit:
+            why = f"is {n} bytes long, more than the {limit} its file system allows"
+        else:
+            why = (f"is {n} bytes long: with the {added} characters of the temporary name chimeramix makes beside it, "
+                   f"more than the {limit} its file system allows")
+        raise ChimeraMixError(f"{option}: the name '{shown}' {why}: {fix or f'choose a shorter {option}'}")
 
 
 @contextmanager
@@ -79,9 +110,13 @@ def read_json(path: str | Path):
         return json.load(f)
 
 
-def check_writable(path: str | Path, option: str) -> None:
-    """Refuse in one line, before any work, a file path that cannot be written; leaves nothing behind."""
+def check_writable(path: str | Path, option: str, extra: int = 0) -> None:
+    """Refuse in one line, before any work, a file path that cannot be written; leaves nothing behind.
+
+    extra: how much longer than path's name the names of files written beside it get (tables: <stem>-12.png).
+    """
     path = Path(path)
+    check_name_fits(path, option, TEMP_EXTRA + extra)  # first: stat itself fails on a name too long
     if path.is_dir():
         raise ChimeraMixError(f"{option} {path} is a folder: give a file name stem, e.g. {option} {path / 'table'}")
     path = _file_target(path, option)

@@ -18,6 +18,7 @@ import re
 import signal
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -27,7 +28,7 @@ from .errors import ChimeraMixError
 from .fileio import read_json
 from .lock import RunLocked, live_holder
 from .progress import SILENT, Progress
-from .runs import LOG_DIR, METRICS_FILE, RUN_FILE
+from .runs import LOG_DIR, METRICS_FILE, RUN_FILE, read_result, read_run
 
 LAUNCHERS = ("local", "slurm", "submitit-local")
 INSTALL_HINT = "--launcher slurm needs submitit, which is not installed: pip install 'chimeramix[slurm]'"
@@ -145,13 +146,13 @@ def is_finished(job: Job) -> bool:
     """Whether the job's folder holds a finished run of the job's config (the values it sets; what the run
     derived from the data is left to the job, which refuses a mismatch in one line)."""
     folder = Path(job.run_dir)
-    try:
-        info = read_json(folder / RUN_FILE)
-    except (OSError, ValueError, UnicodeDecodeError):
+    try:  # a damaged record is not finished: the job is submitted, and its run refuses it in one line
+        info = read_run(folder, job.kind)
+        if job.kind == "classifier":
+            read_result(folder)
+    except (ChimeraMixError, OSError):
         return False
-    if not isinstance(info, dict) or info.get("status") != "finished" or info.get("kind") != job.kind:
-        return False
-    if job.kind == "classifier" and not (folder / "result.json").is_file():
+    if info.get("status") != "finished":
         return False
     cls = GeneratorConfig if job.kind == "generator" else ClassifierConfig
     cfg = make_config(cls, **job.options)
@@ -343,11 +344,12 @@ def launch(jobs: list[Job], launcher: str = "slurm", *, slurm: SlurmOptions | No
                     slot, slots = slots % slurm.array_parallelism, slots + 1
                 ex = make_executor(launcher, j, slurm, after, slot)
                 try:
-                    sub = ex.submit(run_job, j.kind, j.options, str(root), force, job_progress, 30.0, threads)
+                    with _submitting(local=launcher != "slurm"):
+                        sub = ex.submit(run_job, j.kind, j.options, str(root), force, job_progress, 30.0, threads)
+                        state[d], running[d] = "running", sub
                 except Exception as e:  # sbatch refused (bad partition, account, ...): say so, go on with the rest
                     finish(d, False, f"submission failed: {str(e).strip().splitlines()[-1] if str(e).strip() else e}")
                     continue
-                state[d], running[d] = "running", sub
                 res.submitted[d] = str(sub.job_id)
                 if launcher == "slurm":
                     ids[d] = str(sub.job_id)
@@ -387,7 +389,80 @@ def launch(jobs: list[Job], launcher: str = "slurm", *, slurm: SlurmOptions | No
             time.sleep(poll_s)
     except KeyboardInterrupt:
         if launcher != "slurm":  # local jobs are this machine's processes: Ctrl-C stops them too (each saves its state)
-            for sub in running.values():
-                sub.cancel(check=False)
+            stop_local_jobs(list(running.values()))
         raise
     return res
+
+
+# How long a stopped local job may take to finish its step and save its checkpoint before it is killed
+STOP_WAIT_S = 60.0
+
+
+@contextmanager
+def _submitting(local: bool):
+    """Around one submission. A local job's controller (submitit's `_local` process, which runs the job as its
+    child) is started here: it inherits an ignored SIGINT, so a terminal's Ctrl-C reaches this process and the
+    training job but not the controller, which would print a KeyboardInterrupt traceback and kill the job a second
+    later, before its checkpoint is saved; stop_local_jobs stops it instead. A SIGTERM that arrives meanwhile
+    waits until the job is recorded (else it would train on, orphaned); a Ctrl-C in this instant is lost."""
+    if not local or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending = []
+    old = {signal.SIGINT: signal.signal(signal.SIGINT, signal.SIG_IGN),
+           signal.SIGTERM: signal.signal(signal.SIGTERM, lambda signum, frame: pending.append(signum))}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+        if pending:
+            signal.raise_signal(pending[0])  # now, to the handler the command set (the CLI: unwind as Ctrl-C does)
+
+
+def _alive(job) -> bool:
+    return job.get_info().get("jobState") == "RUNNING"
+
+
+def _signal(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def stop_local_jobs(jobs: list, wait_s: float = STOP_WAIT_S) -> None:
+    """Stop local submitit jobs and wait until none of their processes is left.
+
+    SIGTERM goes to each job's controller (a local job's id is its pid), which forwards it to the job: the
+    training loop stops after its step and saves a checkpoint, so running the same command again resumes it. A
+    second Ctrl-C or SIGTERM meanwhile is passed on too (the loop then stops inside the step); a job still alive
+    after `wait_s` is killed with its children.
+    """
+    for job in jobs:
+        _signal(int(job.job_id), signal.SIGTERM)
+    deadline = time.monotonic() + wait_s
+    while True:
+        alive = [job for job in jobs if _alive(job)]
+        if not alive:
+            return
+        if time.monotonic() > deadline:
+            for job in alive:
+                _kill_tree(int(job.job_id))
+            return
+        try:
+            time.sleep(0.1)
+        except KeyboardInterrupt:
+            for job in alive:
+                _signal(int(job.job_id), signal.SIGTERM)
+
+
+def _kill_tree(pid: int) -> None:
+    """SIGKILL a process and its children (Linux lists them in /proc; elsewhere only the process itself)."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        children = []
+    for child in children:
+        _kill_tree(int(child))
+    _signal(pid, signal.SIGKILL)

@@ -18,6 +18,9 @@ OPTIMIZER_BYTES = 16  # fp32 weight + gradient + two Adam moments, per parameter
 # encoder and decoder alone keep about this many maps of that size for backward. A low estimate on purpose (not
 # measured): the check must refuse only what surely cannot fit, never a run that would.
 ACTIVATION_FACTOR = 10
+# A manifest entry (export, curate) as Python holds it: a dict of a dozen fields with its parents' lists, measured
+# at 1.5 KiB; taken low, as every estimate here.
+ENTRY_BYTES = 1024
 
 
 def parameter_count(*build) -> int:
@@ -48,6 +51,13 @@ def gib(n: float) -> str:
     return f"{n / 2**30:.1f} GiB"
 
 
+def check_memory(what: str, need: int, device: torch.device, advice: str, available: int | None = None) -> None:
+    """Refuse in one line work whose tensors and records (`need` bytes, a low estimate) cannot fit on `device`."""
+    free = available_bytes(device) if available is None else available
+    if free is not None and need > free:
+        raise ChimeraMixError(f"{what} needs about {gib(need)} of memory but {device} has {gib(free)} free: {advice}")
+
+
 def check_fits(what: str, params: int, activations: int, device: torch.device, options: str,
                available: int | None = None) -> None:
     """Refuse in one line a run whose weights, optimizer state and activations cannot fit on `device`."""
@@ -58,6 +68,18 @@ def check_fits(what: str, params: int, activations: int, device: torch.device, o
             f"{what} needs about {gib(need)} ({params:,} parameters with their optimizer state, and a step's "
             f"activations) but {device} has {gib(free)} free: lower {options}"
         )
+
+
+def check_classifier_fits(cfg, n_classes: int, image_size, device: torch.device, available: int | None = None) -> None:
+    """The classifier stage's network (weights, gradients and SGD momentum) and a step's batch in fp32, as read and
+    as augmented: a low estimate that only catches what surely cannot fit (an extreme --batch-size)."""
+    from .models import build_classifier
+
+    params = parameter_count(lambda: build_classifier(cfg.arch, n_classes, cfg.dropout))
+    pixels = 3 * int(image_size[0]) * int(image_size[-1])
+    need = 12 * params + 2 * 4 * int(cfg.batch_size) * pixels
+    check_memory(f"the classifier ({cfg.arch}, --batch-size {cfg.batch_size})", need, device, "lower --batch-size",
+                 available)
 
 
 def check_generator_fits(cfg, device: torch.device, available: int | None = None) -> None:

@@ -15,9 +15,10 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from . import records as R
 from .data.folder import list_classes
 from .errors import ChimeraMixError
-from .fileio import read_json
+from .fileio import check_name_fits, existing_ancestor, read_json
 from .runs import config_diff
 
 MANIFEST = "manifest.json"
@@ -29,10 +30,15 @@ KINDS = {"export": "a chimeramix export", "curate": "a chimeramix curation"}  # 
 OWN_ENTRIES = frozenset({MANIFEST, "train", "test", "samples.png", "report.md", "changes.png"})
 
 
+# What side() adds to --out's name for the hidden folder beside it: ".<name>.curate-partial"
+SIDE_EXTRA = len(".") + len(".curate-partial")
+
+
 def check_out(out: Path, what: str) -> Path:
     """--out as an absolute folder path; refuses a file, a device or a root. A symlink to a folder is written
     through: the folder it points to is what gets built (the link itself stays as the user made it)."""
     out = Path(os.path.abspath(Path(out).expanduser()))
+    check_name_fits(out, "--out", SIDE_EXTRA)  # first: stat itself fails on a name too long
     if out.is_symlink():
         target = Path(os.path.realpath(out))
         if not target.is_dir() and target.exists():
@@ -40,6 +46,7 @@ def check_out(out: Path, what: str) -> Path:
         if not target.exists():
             raise ChimeraMixError(f"--out {out} is a link to {target}, which does not exist: make that folder, or choose another --out")
         out = target
+        check_name_fits(out, "--out", SIDE_EXTRA)
     if not out.name:
         raise ChimeraMixError(f"--out {out} cannot hold {what}: choose a new folder, e.g. exports/<name>")
     if out.exists() and not out.is_dir():
@@ -70,26 +77,43 @@ def recover(out: Path, tmp: Path, old: Path) -> None:
             old.rename(out)
 
 
+def damaged_advice(kind: str) -> str:
+    return f"the {KINDS[kind].split()[-1]}'s record is damaged: rebuild it with the same `chimeramix {kind}` command and --force"
+
+
+def read_manifest(out: Path, kind: str, complete: bool = True) -> dict:
+    """The manifest.json of a folder chimeramix wrote as `kind` ('export' or 'curate'); a manifest without chimeramix's
+    mark is refused as someone else's, one of another kind as such, and (complete) one with a field missing or of
+    the wrong kind as damaged, in one line naming the field. A manifest without 'kind' is an export's (exports
+    written before curate existed)."""
+    f = out / MANIFEST
+    if not f.is_file():
+        raise ChimeraMixError(f"{out} is not {KINDS[kind]} (no {MANIFEST}): pass the folder `chimeramix {kind}` wrote")
+    try:
+        manifest = read_json(f)
+    except (ValueError, UnicodeDecodeError):
+        manifest = None
+    if not is_ours(manifest):  # --force too: a folder chimeramix did not write is never replaced
+        raise ChimeraMixError(f"{out} holds a {MANIFEST} that chimeramix did not write: choose another --out "
+                              "(a new or empty folder)")
+    found = manifest.get("kind", "export")
+    if isinstance(found, str) and found != kind:
+        raise ChimeraMixError(f"{out} holds {KINDS.get(found, 'another kind of chimeramix folder')}, not {KINDS[kind]}: "
+                              "choose another --out")
+    if complete:
+        fields, required = R.MANIFEST_FIELDS[kind]
+        R.check_fields(f, manifest, fields, required, damaged_advice(kind))
+    return manifest
+
+
 def finished_manifest(out: Path, kind: str, request: dict, force: bool) -> dict | None:
     """Decide about an existing --out before any work: the manifest of a finished `kind` folder with the same
     request (nothing to redo), None to build; refuses a folder of another kind, other settings without force,
-    and anything that chimeramix did not write.
-
-    A manifest without 'kind' is an export's (exports written before curate existed).
-    """
+    and anything that chimeramix did not write."""
     what = KINDS[kind]
     if (out / MANIFEST).is_file():
-        try:
-            manifest = read_json(out / MANIFEST)
-        except (ValueError, UnicodeDecodeError):
-            manifest = None
-        if not is_ours(manifest):  # --force too: a folder chimeramix did not write is never replaced
-            raise ChimeraMixError(f"{out} holds a {MANIFEST} that chimeramix did not write: choose another --out "
-                                  "(a new or empty folder)")
-        found = manifest.get("kind", "export")
-        if found != kind:
-            raise ChimeraMixError(f"{out} holds {KINDS.get(found, 'another kind of chimeramix folder')}, not {what}: "
-                                  "choose another --out")
+        # with --force only the mark and the kind matter: a damaged record of ours is what --force rebuilds
+        manifest = read_manifest(out, kind, complete=not force)
         foreign = sorted(p.name for p in out.iterdir() if p.name not in OWN_ENTRIES)
         if foreign:
             raise ChimeraMixError(f"{out} holds {foreign[0]}, which {what.split(' ', 1)[-1]} does not write: move it out "
@@ -105,6 +129,23 @@ def finished_manifest(out: Path, kind: str, request: dict, force: bool) -> dict 
     elif out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ChimeraMixError(f"{out} exists and is not {what}: choose another --out (an empty or new folder)")
     return None
+
+
+# A file's line in manifest.json, on disk (indented JSON: about 300 bytes measured, taken low).
+MANIFEST_LINE_BYTES = 256
+
+
+def check_disk(out: Path, files: int, image_size, advice: str) -> None:
+    """Refuse, before anything is planned or written, a folder of `files` images the disk beside `out` cannot hold.
+
+    A PNG is taken at half its raw pixel bytes (chosen low, not measured): only what surely cannot fit is refused.
+    """
+    need = files * (int(image_size[0]) * int(image_size[-1]) * 3 // 2 + MANIFEST_LINE_BYTES)
+    base = existing_ancestor(out)
+    free = shutil.disk_usage(base).free
+    if need > free:
+        raise ChimeraMixError(f"{files:,} images need about {need / 2**30:.1f} GiB, but {base} has {free / 2**30:.1f} GiB "
+                              f"free: {advice}")
 
 
 def make_temp(tmp: Path, out: Path) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -36,11 +35,18 @@ def save_grid(path: str | Path, columns: list[torch.Tensor], pad: int = 2) -> No
         save_image(grid, str(tmp), format="png")
 
 
-def read_metrics(path: str | Path) -> list[dict]:
+METRICS_DAMAGED = "the run's metrics record is damaged: delete that line, or --force to start the run over"
+
+
+def read_metrics(path: str | Path, lines: bool = False) -> list:
+    """metrics.jsonl's rows, checked (chimeramix/records.py); with `lines`, (text, row) pairs."""
+    from . import records as R
+
     p = Path(path)
     if not p.is_file():
         return []
-    return [json.loads(ln) for ln in p.read_text().splitlines() if ln.strip()]
+    rows = R.read_lines(p, R.METRICS_FIELDS, R.METRICS_FIELDS.keys(), METRICS_DAMAGED)
+    return rows if lines else [row for _, row in rows]
 
 
 def save_loss_curves(path: str | Path, rows: list[dict], title: str = "") -> None:

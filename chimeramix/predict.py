@@ -160,9 +160,9 @@ def predict_images(run: str | Path, inputs: list[str | Path], *, top_k: int = 1,
             raise ChimeraMixError(f"{name} must be a whole number of at least 1 (got {v!r})")
     if out is not None:
         out = Path(out)
+        check_writable(out, "--out")
         if out.is_file() and not force:
             raise ChimeraMixError(f"--out {out} exists: choose another --out, or --force to replace it")
-        check_writable(out, "--out")
     clf = load_classifier(run, device)
     if top_k > len(clf.classes):
         raise ChimeraMixError(f"--top-k {top_k} is more than the run's {len(clf.classes)} classes: use at most {len(clf.classes)}")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from . import records as R
 from .config import RUNTIME_FIELDS
 from .errors import ChimeraMixError
 from .fileio import check_writable, read_json, write_text
@@ -158,24 +159,18 @@ def _recipe_from_disk(result: dict) -> dict | None:
 
     try:
         return generator_recipe(read_run(result["generator_run"], "generator")["config"])
-    except (ChimeraMixError, OSError, KeyError, TypeError, AttributeError):  # gone, damaged or not a generator run
+    except (ChimeraMixError, OSError):  # gone, damaged or not a generator run
         return None
 
 
 def load_results(run_dirs: list[str | Path]) -> list[dict]:
     if not run_dirs:
         raise ChimeraMixError("no runs to report on: pass classifier run folders (e.g. checkpoints/clf-*)")
+    from .runs import read_result
+
     out = []
     for d in run_dirs:
-        f = Path(d) / "result.json"
-        if not f.is_file():
-            raise ChimeraMixError(f"{d} holds no result.json: is it a finished classifier run?")
-        try:
-            r = read_json(f)
-        except (ValueError, UnicodeDecodeError):
-            r = None
-        if not isinstance(r, dict):
-            raise ChimeraMixError(f"{f} is not a run result (a JSON object): it is damaged; rerun that classifier with --force")
+        r = read_result(d)
         r["run_dir"] = str(d)
         if r.get("generator_run") and r.get("generator_config") is None:
             recipe = _recipe_from_disk(r)
@@ -307,11 +302,11 @@ def load_recorded(path: str | Path) -> list[Table]:
         raise ChimeraMixError(f"{path} cannot be read as a recorded result ({e.__class__.__name__}): "
                               f"pass a JSON that `chimeramix experiment --out-prefix` or `report --json` wrote") from None
     rows = data.get("table") if isinstance(data, dict) else data
-    ok = isinstance(rows, list) and rows and all(
-        isinstance(r, dict) and {"setting", "method", "seeds", "accuracies"} <= set(r) for r in rows)
-    if not ok:
+    if not isinstance(rows, list) or not rows:
         raise ChimeraMixError(f"{path} holds no result table (rows with setting, method, seeds and accuracies): "
                               f"pass a JSON that `chimeramix experiment --out-prefix` or `report --json` wrote")
+    R.check_fields(path, {"table": rows}, R.RECORDED_FIELDS, R.RECORDED_FIELDS.keys(),
+                   "it is not a table `chimeramix experiment --out-prefix` or `report --json` wrote: pass one of those")
     by: dict[str, list[Row]] = {}
     for r in rows:
         by.setdefault(r["setting"], []).append(Row(r["method"], [float(a) for a in r["accuracies"]], [int(s) for s in r["seeds"]]))
@@ -433,6 +428,10 @@ def report_csv(tables: list[Table]) -> str:
     return buf.getvalue()
 
 
+# How much longer than <stem>.md the other names of a table get (<stem>-12.png, <stem>.json)
+TABLE_NAMES_EXTRA = len("-99.png") - len(".md")
+
+
 def chart_paths(stem: str | Path, tables: list[Table]) -> list[Path]:
     """<stem>.png for one table, <stem>-1.png, <stem>-2.png, ... for several."""
     stem = Path(stem)
@@ -461,7 +460,7 @@ def write_tables(tables: list[Table], stem: str | Path, title: str = "") -> tupl
 
     stem = Path(stem)
     md, cs = stem.with_suffix(".md"), stem.with_suffix(".csv")
-    check_writable(md, "--out-prefix")
+    check_writable(md, "--out-prefix", TABLE_NAMES_EXTRA)
     charts = chart_paths(stem, tables)
     try:
         write_text(md, report_markdown(tables, title, charts))

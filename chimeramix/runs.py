@@ -8,14 +8,16 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import records as R
 from .errors import ChimeraMixError
-from .fileio import read_json, write_json
+from .fileio import check_name_fits, write_json
 from .lock import LOCK_FILE, TAKEOVER_FILE, RunLock
 
 RUN_FILE = "run.json"
 STATE_FILE = "state.safetensors"
 METRICS_FILE = "metrics.jsonl"
 SPLIT_FILE = "split.json"
+RESULT_FILE = "result.json"
 DEFAULT_ROOT = Path("checkpoints")
 # Where a launcher's job (chimeramix/launch.py) keeps its scheduler files and logs: made before the run starts,
 # kept when a run starts over (the job writing it is the one starting over).
@@ -60,7 +62,7 @@ class RunDir:
         return self.path / name
 
     def info(self) -> dict:
-        return read_json(self.file(RUN_FILE))
+        return read_run(self.path)
 
     def write_info(self, info: dict) -> None:
         write_json(self.file(RUN_FILE), info)
@@ -84,40 +86,34 @@ class RunDir:
 
 
 def read_run(path: str | Path, kind: str | None = None) -> dict:
-    """run.json of a run folder, checked to be of the expected kind ('generator' or 'classifier')."""
+    """run.json of a run folder, checked field by field and to be of the expected kind ('generator' or 'classifier')."""
     path = Path(path)
     f = path / RUN_FILE
     if not f.is_file():
         what = f"a {kind} run" if kind else "a chimeramix run"
         raise ChimeraMixError(f"{path} is not {what} (no {RUN_FILE}): pass the folder that fit-{kind or 'generator'} wrote")
-    try:
-        info = read_json(f)
-    except (ValueError, UnicodeDecodeError):
-        info = None
-    if not isinstance(info, dict):
-        raise ChimeraMixError(f"{f} is not a run description (a JSON object); the run folder is damaged: "
-                              "pass another folder, or --force to start the run there over")
-    _check_fields(f, info)
+    info = R.read_record(f, "a run description", R.RUN_FIELDS, R.RUN_REQUIRED, RUN_DAMAGED)
     if kind and info.get("kind") != kind:
         raise ChimeraMixError(f"{path} is a {info.get('kind')} run, not a {kind} run")
     return info
 
 
-# run.json's fields every reader relies on, and their types: a hand-edited or damaged record is refused here,
-# in one line naming the field, instead of as a KeyError or TypeError wherever it is first used.
-REQUIRED_FIELDS = {"kind": str, "config": dict}
-TYPED_FIELDS = {**REQUIRED_FIELDS, "status": str, "split": dict, "step": int, "total_steps": int, "result": dict}
+def read_result(path: str | Path) -> dict:
+    """result.json of a finished classifier run, checked field by field (what report and experiment read)."""
+    path = Path(path)
+    f = path / RESULT_FILE
+    if not f.is_file():
+        raise ChimeraMixError(f"{path} holds no {RESULT_FILE}: is it a finished classifier run?")
+    return R.read_record(f, "a run result", R.RESULT_FIELDS, R.RESULT_REQUIRED, result_damaged(path))
 
 
-def _check_fields(f: Path, info: dict) -> None:
-    for name, t in TYPED_FIELDS.items():
-        if name not in info and name not in REQUIRED_FIELDS:
-            continue
-        value = info.get(name)
-        if name not in info or not isinstance(value, t) or (t is int and isinstance(value, bool)):
-            what = "is missing" if name not in info else f"is {type(value).__name__}, not {t.__name__}"
-            raise ChimeraMixError(f"{f}: field '{name}' {what}; the run record is damaged: pass another folder, "
-                                  "or --force to start the run there over")
+RUN_DAMAGED = "the run record is damaged: pass another folder, or --force to start the run there over"
+
+
+def result_damaged(path: Path) -> str:
+    """The way out of a damaged result.json, followed literally: the run is trained again."""
+    return (f"the run's result record is damaged: delete {path} and run the command that trained it again "
+            "(fit-classifier, or experiment, which then retrains it)")
 
 
 # What chimeramix itself writes into a run folder; a folder's files with these names are taken for ours only when
@@ -125,7 +121,7 @@ def _check_fields(f: Path, info: dict) -> None:
 # `prepare` itself leaves (LEFTOVERS: the lock, a launcher's logs, temporary files) is ours.
 OWN_FILES = frozenset({
     RUN_FILE, STATE_FILE, METRICS_FILE, SPLIT_FILE, LOCK_FILE, TAKEOVER_FILE, "generator.safetensors",
-    "classifier.safetensors", "samples.png", "losses.png", "confusion.png", "result.json", "report.md", LOG_DIR,
+    "classifier.safetensors", "samples.png", "losses.png", "confusion.png", RESULT_FILE, "report.md", LOG_DIR,
 })
 
 
@@ -201,6 +197,7 @@ def prepare(path: str | Path, kind: str, config: dict, resume: bool | str, force
     made for it are removed again.
     """
     path = Path(path)
+    check_name_fits(path, "--out")  # first: stat itself fails on a name too long
     if path.exists() and not path.is_dir():
         raise ChimeraMixError(f"--out {path} is a file, not a folder: choose another --out")
     if resume is True and not path.is_dir():

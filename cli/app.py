@@ -108,11 +108,15 @@ def friendly(fn):
             raise typer.Exit(e.exit_code)
         except OSError as e:
             # A full disk leaves every run folder consistent (atomic writes); only the message was missing.
-            if STATE["debug"] or e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            if STATE["debug"] or e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.ENAMETOOLONG):
                 raise
-            where = f" while writing {e.filename}" if e.filename else ""
-            err.print(f"[bold red]error:[/bold red] the disk is full{where}: free some space, then run the same command "
-                      "again (with --resume for a training run)", highlight=False, soft_wrap=True)
+            if e.errno == errno.ENAMETOOLONG:  # the options' paths are checked up front; this is what that missed
+                where = f" ({e.filename})" if e.filename else ""
+                message = f"a name is too long for the file system{where}: choose shorter names (--out, --data folders)"
+            else:
+                where = f" while writing {e.filename}" if e.filename else ""
+                message = f"the disk is full{where}: free some space, then run the same command again (with --resume for a training run)"
+            err.print(f"[bold red]error:[/bold red] {escape(one_line(message))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2)
         except KeyboardInterrupt as e:
             if STATE["debug"]:

@@ -55,6 +55,8 @@ def place(tmp_path, make_image_folder, monkeypatch):
     """The folders the bad inputs point at; made before the snapshot, so only what the command adds counts."""
     monkeypatch.chdir(tmp_path)
     make_image_folder(classes=("only",), train=2, test=1, size=8, name="oneclass")
+    make_image_folder(classes=("a", "b"), train=2, test=1, size=8, name="d" * 250)  # a run name made from it is too long
+    make_image_folder(classes=("line\nbreak", "b"), train={"line\nbreak": 1, "b": 3}, test=1, size=8, name="newline")
     for name, text in (("list-run", "[1, 2]"), ("number-run", "42"), ("broken-run", "{not json")):
         (tmp_path / name).mkdir()
         (tmp_path / name / "run.json").write_text(text)
@@ -65,6 +67,8 @@ def place(tmp_path, make_image_folder, monkeypatch):
         "split": {"source": "digits", "spc": 2, "seed": 0}}))
     (tmp_path / "list-result").mkdir()
     (tmp_path / "list-result" / "result.json").write_text("[]")
+    (tmp_path / "no-label").mkdir()
+    (tmp_path / "no-label" / "result.json").write_text(json.dumps({"accuracy": 0.5, "split": {"seed": 0}}))
     if os.geteuid() == 0:  # root writes through permission bits; sysfs refuses even root
         ro = Path("/sys/chimeramix-no-write")
     else:
@@ -120,6 +124,15 @@ BAD = [
     ("exp-out-readonly", [*EXP, "--out", "{ro}/table"], "cannot write"),
     ("report-out-readonly", ["report", "finished", "--out", "{ro}/table"], "cannot write"),
     ("report-result-list", ["report", "list-result"], "not a run result"),
+    ("clf-batch-huge", [*CLF, "--batch-size", 10**9], "lower --batch-size"),
+    ("clf-out-name-too-long", [*CLF, "--out", "x" * 300], "more than the 255 its file system allows"),
+    ("clf-out-parent-too-long", [*CLF, "--out", "x" * 300 + "/run"], "choose a shorter --out"),
+    ("gen-checkpoints-too-long", [*GEN, "--checkpoints", "c" * 300], "give a shorter --checkpoints"),
+    ("clf-default-name-too-long", [*CLF, "--data", "d" * 250], "the run folder: the name 'clf-dddd"),
+    ("clf-class-with-newline", [*CLF, "--data", "newline", "--spc", 3], r"class 'line\nbreak'"),
+    ("exp-out-prefix-too-long", [*EXP, "--out-prefix", "t" * 252], "temporary name chimeramix makes beside it"),
+    ("report-out-too-long", ["report", "finished", "--out", "r" * 300], "--out-prefix: the name 'rrrr"),
+    ("report-result-no-label", ["report", "no-label"], "field 'label' is missing"),
 ]
 
 

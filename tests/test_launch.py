@@ -378,3 +378,55 @@ def test_the_job_graph_names_a_chimeramix_run_as_fit_classifier_does(tmp_path, g
     assert str(g.run_dir) == gen_job.run_dir
     r = fit_classifier(make_config(ClassifierConfig, **clf_job.options), root=tmp_path)
     assert str(r.run_dir) == clf_job.run_dir
+
+
+def _session(sid: int) -> list[str]:
+    """Command lines of the processes left in session `sid` (Linux /proc; the experiment leads its own session)."""
+    found = []
+    for d in Path("/proc").iterdir():
+        try:
+            if d.name.isdigit() and int(d.name) != sid and os.getsid(int(d.name)) == sid:
+                found.append((d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+        except OSError:  # gone meanwhile
+            pass
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="lists processes through /proc")
+def test_sigterm_to_experiment_stops_its_local_jobs_in_one_line_and_the_same_command_resumes(folder, tmp_path):
+    """SIGTERM reaches only `experiment` (a scheduler's stop, a kill): its submitit-local jobs must stop with it,
+    with their checkpoints, instead of training on as orphans, and the submitit controllers print no traceback."""
+    import signal
+    import time
+
+    args = ["experiment", "--data", folder, "--spc", 2, "--seeds", 0, "--methods", "none", "--preset", "fast",
+            "--clf-steps", 150, "--launcher", "submitit-local", "--device", "cpu", "--checkpoints", "ck", "--quiet"]
+    cmd = [sys.executable, "-m", "cli.app", *map(str, args)]
+    a = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not any(m.stat().st_size for m in (tmp_path / "ck").glob("clf-*/metrics.jsonl")):
+            assert a.poll() is None, a.communicate()
+            assert time.monotonic() < deadline, "the job did not start training"
+            time.sleep(0.05)
+        os.kill(a.pid, signal.SIGTERM)
+        _, err = a.communicate(timeout=90)
+    finally:
+        if a.poll() is None:
+            a.kill()
+            a.wait()
+    assert a.returncode == 143 and "Traceback" not in err, err
+    assert [ln for ln in err.splitlines() if ln.strip()] == ["terminated"], err
+    assert _session(a.pid) == []  # stop_local_jobs waited for the controller and its job
+    (run,) = (tmp_path / "ck").glob("clf-*")
+    info = json.loads((run / "run.json").read_text())
+    assert info["status"] == "running" and 0 < info["checkpoint_step"] == info["step"] < 150, info
+    assert not (run / "run.lock").exists()
+
+    again = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=180, check=False)
+    assert again.returncode == 0 and "Traceback" not in again.stderr, again.stderr
+    assert json.loads((run / "run.json").read_text())["status"] == "finished"
+    # resumed where it stopped: each log point once (the stop logged its step too), none trained twice
+    steps = [json.loads(ln)["step"] for ln in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted({50, 100, 150, info["step"]}), steps

@@ -119,10 +119,10 @@ def test_auto_resume_continues_unfinished_starts_fresh_and_still_refuses_foreign
 
 @pytest.mark.parametrize("edit,words", [
     (lambda i: i.pop("config"), "field 'config' is missing"),
-    (lambda i: i.update(config=[1]), "field 'config' is list, not dict"),
-    (lambda i: i.update(step="4"), "field 'step' is str, not int"),
-    (lambda i: i.update(status=None), "field 'status' is NoneType, not str"),
-    (lambda i: i.update(kind=3), "field 'kind' is int, not str"),
+    (lambda i: i.update(config=[1]), "field 'config' is a list, not an object"),
+    (lambda i: i.update(step="4"), "field 'step' is a string, not a whole number"),
+    (lambda i: i.update(status=None), "field 'status' is null, not a string"),
+    (lambda i: i.update(kind=3), "field 'kind' is a whole number, not a string"),
 ])
 def test_a_hand_edited_run_record_is_refused_naming_its_field(tmp_path, edit, words):
     import json

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import records as R
 from ..errors import ChimeraMixError
-from ..fileio import read_json, write_json
+from ..fileio import write_json
 from .imageset import ImageSet
 
 
@@ -53,7 +54,17 @@ class Split:
 
     @classmethod
     def load(cls, path: Path) -> "Split":
-        return cls.from_dict(read_json(path))
+        """A run's split.json, checked field by field (see chimeramix/records.py)."""
+        advice = ("the run's split record is damaged: delete it (run.json holds the same split) and run the command "
+                  "again, or start the run over with --force")
+        return cls.from_dict(R.read_record(path, "a split record", R.SPLIT_FIELDS, R.SPLIT_FIELDS.keys(), advice))
+
+    @classmethod
+    def from_run(cls, info: dict, run_file: Path, advice: str) -> "Split":
+        """The split a run.json holds (its "split"), every field required."""
+        fields = {"split": R.OBJECT, **R.prefixed("split", R.SPLIT_FIELDS)}
+        R.check_fields(run_file, info, fields, fields.keys(), advice)
+        return cls.from_dict(info["split"])
 
 
 def check_spc(train: ImageSet, spc: int, source: str = "the data") -> None:

@@ -18,6 +18,7 @@ from ..data.device import DeviceData
 from ..data.imageset import ImageSet
 from ..errors import ChimeraMixError
 from ..fileio import write_json, write_text
+from ..memory import check_classifier_fits
 from ..methods import MethodSpec, StepContext
 from ..models import ARCHS, build_classifier
 from ..plots import save_confusion
@@ -172,6 +173,7 @@ def fit_classifier(cfg: ClassifierConfig, *, resume: bool | str = False, force: 
         cfg = replace(cfg, parents=None)
     if cfg.arch not in ARCHS:
         raise ChimeraMixError(f"unknown --arch '{cfg.arch}': choose one of {', '.join(ARCHS)}")
+    check_classifier_fits(cfg, len(prep.train.classes), prep.train.image_size, prep.device)  # before the run folder
     if gen_info is not None:
         check_generator_split(gen_info, prep.split.key(), cfg.generator)
     method = spec.build(*_method_options(cfg, gen_info["config"] if gen_info else None, prep.train.image_size[0]))

@@ -16,9 +16,9 @@ from torch import nn
 
 from .. import checkpoint as ckpt
 from ..errors import ChimeraMixError
+from ..plots import read_metrics
 from ..progress import Progress
 from ..runs import METRICS_FILE, STATE_FILE, RunDir
-
 
 # fit-* need --resume to continue; experiment (and the make targets) resume unfinished runs by themselves.
 AGAIN = "run the same command with --resume to continue (`chimeramix experiment` and make targets: just run them again)"
@@ -111,7 +111,7 @@ def _stop_signals_as_flag(flag: dict):
 def _truncate_metrics(path, step: int) -> None:
     if not path.is_file():
         return
-    keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
+    keep = [text for text, row in read_metrics(path, lines=True) if row["step"] <= step]
     path.write_text("".join(ln + "\n" for ln in keep))
 
 

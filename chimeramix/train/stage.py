@@ -16,6 +16,7 @@ from typing import Callable
 
 from ..config import RUNTIME_FIELDS
 from ..errors import ChimeraMixError
+from ..fileio import check_name_fits
 from ..plots import read_metrics, save_loss_curves
 from ..progress import Progress
 from ..runs import METRICS_FILE, SPLIT_FILE, STATE_FILE, RunDir, new_info, prepare
@@ -78,6 +79,8 @@ def open_stage(kind: str, tag: str, suffix: str, cfg, config: dict, prep: Prepar
                progress: Progress) -> Stage:
     """Lock and check the run folder (cfg.out, else <root>/<tag>-<data>-spc<N>-seed<S>-<suffix>-<preset>)."""
     out = run_path(cfg, tag, suffix, root)
+    if cfg.out is None:  # the name is made from --data and the options, under --checkpoints
+        check_name_fits(out, "the run folder", fix="give a shorter --checkpoints or --out, or a --data folder with a shorter name")
     run = prepare(out, kind, config, resume, force, ignore=RUNTIME_FIELDS)
     try:
         _check_precision(run, config, prep.device)
