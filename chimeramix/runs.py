@@ -107,7 +107,8 @@ def read_result(path: str | Path) -> dict:
     return R.read_record(f, "a run result", R.RESULT_FIELDS, R.RESULT_REQUIRED, result_damaged(path))
 
 
-RUN_DAMAGED = "the run record is damaged: pass another folder, or --force to start the run there over"
+RUN_DAMAGED = ("the run record is damaged: pass another run folder, or train that run again with its fit-generator or "
+               "fit-classifier command and --force")
 
 
 def result_damaged(path: Path) -> str:
