@@ -41,6 +41,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 test: $(STAMP)
+	$(BIN)/ruff check chimeramix cli tests benchmarks scripts
 	$(BIN)/python -m pytest tests
 
 demo: $(STAMP)
