@@ -327,17 +327,6 @@ def load_tables(paths: list[str | Path]) -> list[Table]:
     return group_by_setting(load_results(paths))
 
 
-def group_by_method(results: list[dict]) -> list[Row]:
-    """One row per method of runs that share one setting; the baseline first, then in order of appearance."""
-    tables = group_by_setting(results)
-    if len(tables) > 1:
-        raise ChimeraMixError(
-            f"these runs fall into {len(tables)} settings ({'; '.join(t.name for t in tables)}): "
-            f"report them with group_by_setting, one table each"
-        )
-    return tables[0].rows if tables else []
-
-
 def _fmt(v: float | None, spec: str = ".2f") -> str:
     return NA if v is None else format(v, spec)
 
@@ -407,15 +396,6 @@ def _csv_rows(rows: list[Row], setting: str) -> list[list[str]]:
                      _fmt(s.ci_high, ".4f"), _fmt(s.p, ".6f"), s.n]
         out.append(line)
     return out
-
-
-def table_csv(rows: list[Row], setting: str = "") -> str:
-    """One table as CSV; empty Δ cells: no comparison (the baseline's row), n/a: too few seeds to compute."""
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(CSV_COLUMNS)
-    w.writerows(_csv_rows(rows, setting))
-    return buf.getvalue()
 
 
 def report_csv(tables: list[Table]) -> str:

@@ -119,11 +119,6 @@ def known_methods() -> list[str]:
     return list(METHODS) + [c for c in COMBINATIONS if all(p in METHODS for p in c.split("+"))]
 
 
-def check_options(name: str, user_options: dict) -> None:
-    """MethodSpec.parse(name).check_options(user_options)."""
-    MethodSpec.parse(name).check_options(user_options)
-
-
 def build_method(name: str, options: dict | None = None, context: dict | None = None) -> Method:
     """A method by name (see MethodSpec.build); 'a+b' chains methods (ChimeraMix + AutoAugment, as the paper's Table 2)."""
     return MethodSpec.parse(name).build(options, context)
@@ -132,5 +127,5 @@ def build_method(name: str, options: dict | None = None, context: dict | None = 
 __all__ = [
     "COMBINATIONS", "EXAMPLE_CHAIN", "STAGES", "STAGE_TITLES", "check_chain", "stage_members", "stage_order_text", "METHODS", "RUN_CONTEXT", "AutoAugment", "Chain", "ChimeraMix", "CosineLoss", "CutMix", "Cutout", "GridMix",
     "Method", "MethodSpec", "MixUp", "RandomErasing", "SamplePairing", "SegMix", "StepContext", "TrivialAugment", "ZetaMixup",
-    "build_method", "check_options", "known_methods", "pairing_on",
+    "build_method", "known_methods", "pairing_on",
 ]
