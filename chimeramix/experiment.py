@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 
-from .config import MAX_SEED, ClassifierConfig, GeneratorConfig, make_config
+from .config import MAX_SEED, TABLE_PRESET, ClassifierConfig, GeneratorConfig, make_config
 from .errors import ChimeraMixError
 from .fileio import check_writable, write_json
 from .methods import build_method, known_methods
@@ -226,7 +226,7 @@ def run_experiment(
     spc: int,
     seeds: list[int],
     *,
-    preset: str = "paper",
+    preset: str = TABLE_PRESET,
     masks: list[str] = ("seg",),
     methods: str = "none,chimeramix",
     device: str = "auto",

@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .config import TABLE_PRESET
 from .errors import ChimeraMixError
 from .experiment import check_plan, expand_methods, run_experiment
 from .fileio import check_writable, write_json, write_text
@@ -107,7 +108,7 @@ def run_sweep(
     seeds: list[int],
     *,
     out: str | Path,
-    preset: str = "paper",
+    preset: str = TABLE_PRESET,
     masks: list[str] = ("seg",),
     methods: str = "none,chimeramix",
     device: str = "auto",

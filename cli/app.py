@@ -19,7 +19,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from chimeramix import __version__
-from chimeramix.config import P_GENERATED, ClassifierConfig, DataOptions, GeneratorConfig, default_text
+from chimeramix.config import TABLE_PRESET, P_GENERATED, ClassifierConfig, DataOptions, GeneratorConfig, default_text
 from chimeramix.errors import ChimeraMixError
 
 from . import launch as L
@@ -477,7 +477,7 @@ def experiment(
     data: Data = "digits",
     spc: Spc = 5,
     seeds: Annotated[str, typer.Option(help="Seeds (data splits): a range 0-4 or a list 0,1,2.")] = "0-4",
-    preset: Preset = "paper",
+    preset: Preset = TABLE_PRESET,
     mask: Annotated[str, typer.Option(help="Generator mask kind: seg, grid or both.")] = "seg",
     methods: Annotated[str, typer.Option(help="Comma-separated methods (see `chimeramix methods`), or 'all'.")] = "none,chimeramix",
     out_stem: OutPrefix = None,

@@ -9,6 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from chimeramix.config import TABLE_PRESET
 from .launch import Launcher, SlurmCpus, SlurmGpus, SlurmMem, SlurmParallel, SlurmPartition, SlurmTime, Wait, job_progress, \
     slurm_options, submitted_note
 
@@ -24,7 +25,7 @@ def register(app: typer.Typer, *, friendly, progress, console) -> None:
         seeds: Annotated[str, typer.Option(help="Seeds (data splits): a range 0-4 or a list 0,1,2.")] = "0-4",
         methods: Annotated[str, typer.Option(help="Comma-separated methods (see `chimeramix methods`), or 'all'.")] = "none,chimeramix",
         mask: Annotated[str, typer.Option(help="Generator mask kind: seg, grid or both.")] = "seg",
-        preset: Annotated[str, typer.Option(help="Hyperparameter preset: paper, cpu or fast.")] = "paper",
+        preset: Annotated[str, typer.Option(help="Hyperparameter preset: paper, cpu or fast.")] = TABLE_PRESET,
         out_dir: Annotated[Path, typer.Option("--out", help="Folder for <data>-spc<N>.md/.csv/.png per cell and table1.md/.csv (all cells).")] = Path("results/sweep"),
         gen_steps: Annotated[Optional[int], typer.Option(help="Override the generator's total steps. [default: preset's]")] = None,
         clf_steps: Annotated[Optional[int], typer.Option(help="Override the classifier's total steps. [default: preset's]")] = None,
