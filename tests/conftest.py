@@ -2,11 +2,47 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cli_process(args, cwd, **popen) -> subprocess.Popen:
+    """`python -m cli.app ARGS` as a real process (stdout and stderr piped, text), for signals a CliRunner cannot take."""
+    # one thread: the tiny networks gain nothing from more, and the test machine may be busy
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]), "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "cli.app", *map(str, args)], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+
+
+def wait_until(process: subprocess.Popen, ready, what: str, timeout: float = 300, poll: float = 0.05) -> None:
+    """Poll `ready()` until it holds; fail with the process's output if it exits first, or with `what` on timeout."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, what
+        time.sleep(poll)
+
+
+@contextmanager
+def reaped(process: subprocess.Popen):
+    """Kill the process if the block leaves it running (a failed assertion must not leave it training)."""
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
 
 
 def save_image(path: Path, array: np.ndarray, **save_kwargs) -> Path:

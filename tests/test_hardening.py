@@ -18,8 +18,8 @@ from typer.testing import CliRunner
 from chimeramix.errors import ChimeraMixError
 from chimeramix.progress import Progress
 from cli.app import app
+from conftest import ROOT, cli_process, reaped, wait_until
 
-ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
 SMALL = ["--data", "digits", "--spc", "2", "--device", "cpu", "--quiet", "--checkpoints", "ck"]
 TINY_GEN = ["--mask", "grid", "--ngf", "4", "--ndf", "4", "--batch-size", "2", "--log-every", "1"]
@@ -41,13 +41,6 @@ def dead_pid() -> int:
     """The pid of a process that has exited (and been reaped)."""
     p = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
     return int(p.stdout)
-
-
-def cli_process(args, cwd) -> subprocess.Popen:
-    # one thread: the tiny network gains nothing from more, and the test machine may be busy
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]), "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-m", "cli.app", *map(str, args)], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 @pytest.fixture
@@ -156,12 +149,9 @@ def test_a_second_process_on_a_live_run_is_refused_then_sigterm_leaves_a_resumab
     a = cli_process(args, tmp_path)
     run = tmp_path / "ck" / "gen-digits-spc2-seed0-grid-fast"
     metrics = run / "metrics.jsonl"
-    try:
-        deadline = time.monotonic() + 300
-        while not (metrics.is_file() and metrics.read_text().strip()):
-            assert a.poll() is None, a.communicate()
-            assert time.monotonic() < deadline, "process A did not start training"
-            time.sleep(0.01)
+    with reaped(a):
+        wait_until(a, lambda: metrics.is_file() and metrics.read_text().strip(), "process A did not start training",
+                   poll=0.01)
         # A is frozen mid-run (it keeps its lock, as a busy process would) so B's attempts need no race with its steps
         os.kill(a.pid, signal.SIGSTOP)
         holder = json.loads((run / "run.lock").read_text())
@@ -181,10 +171,6 @@ def test_a_second_process_on_a_live_run_is_refused_then_sigterm_leaves_a_resumab
         os.kill(a.pid, signal.SIGTERM)
         os.kill(a.pid, signal.SIGCONT)
         _, err = a.communicate(timeout=120)
-    finally:
-        if a.poll() is None:
-            a.kill()
-            a.wait()
     assert a.returncode == 143, err
     last = [ln for ln in err.splitlines() if ln.strip()][-1]
     assert "terminated (SIGTERM) at step" in last and "--resume" in last and "Traceback" not in err
@@ -208,18 +194,11 @@ def test_sigterm_to_experiment_with_jobs_stops_its_workers_with_checkpoints_and_
             "--clf-steps", 5000, "--jobs", 2, "--device", "cpu", "--checkpoints", "ck"]
     a = cli_process(args, tmp_path)
     runs = [tmp_path / "ck" / f"clf-digits-spc2-seed{s}-none-fast" for s in range(3)]
-    try:
-        deadline = time.monotonic() + 300
-        while not all((r / "metrics.jsonl").is_file() and (r / "metrics.jsonl").read_text().strip() for r in runs[:2]):
-            assert a.poll() is None, a.communicate()
-            assert time.monotonic() < deadline, "the two workers did not start training"
-            time.sleep(0.05)
+    with reaped(a):
+        wait_until(a, lambda: all((r / "metrics.jsonl").is_file() and (r / "metrics.jsonl").read_text().strip()
+                                  for r in runs[:2]), "the two workers did not start training")
         os.kill(a.pid, signal.SIGTERM)
         _, err = a.communicate(timeout=120)
-    finally:
-        if a.poll() is None:
-            a.kill()
-            a.wait()
     assert a.returncode == 143, err
     assert "Traceback" not in err
     for r in runs[:2]:

@@ -15,6 +15,7 @@ from chimeramix.errors import ChimeraMixError
 from chimeramix.experiment import expand_methods, run_experiment
 from chimeramix.launch import SlurmOptions, build_graph, launch, slurm_minutes
 from chimeramix.progress import Progress
+from conftest import cli_process, reaped, wait_until
 
 pytest.importorskip("submitit")
 
@@ -397,25 +398,15 @@ def test_sigterm_to_experiment_stops_its_local_jobs_in_one_line_and_the_same_com
     """SIGTERM reaches only `experiment` (a scheduler's stop, a kill): its submitit-local jobs must stop with it,
     with their checkpoints, instead of training on as orphans, and the submitit controllers print no traceback."""
     import signal
-    import time
 
     args = ["experiment", "--data", folder, "--spc", 2, "--seeds", 0, "--methods", "none", "--preset", "fast",
             "--clf-steps", 150, "--launcher", "submitit-local", "--device", "cpu", "--checkpoints", "ck", "--quiet"]
-    cmd = [sys.executable, "-m", "cli.app", *map(str, args)]
-    a = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         start_new_session=True)
-    try:
-        deadline = time.monotonic() + 120
-        while not any(m.stat().st_size for m in (tmp_path / "ck").glob("clf-*/metrics.jsonl")):
-            assert a.poll() is None, a.communicate()
-            assert time.monotonic() < deadline, "the job did not start training"
-            time.sleep(0.05)
+    a = cli_process(args, tmp_path, start_new_session=True)
+    with reaped(a):
+        wait_until(a, lambda: any(m.stat().st_size for m in (tmp_path / "ck").glob("clf-*/metrics.jsonl")),
+                   "the job did not start training", timeout=120)
         os.kill(a.pid, signal.SIGTERM)
         _, err = a.communicate(timeout=90)
-    finally:
-        if a.poll() is None:
-            a.kill()
-            a.wait()
     assert a.returncode == 143 and "Traceback" not in err, err
     assert [ln for ln in err.splitlines() if ln.strip()] == ["terminated"], err
     assert _session(a.pid) == []  # stop_local_jobs waited for the controller and its job
@@ -424,8 +415,10 @@ def test_sigterm_to_experiment_stops_its_local_jobs_in_one_line_and_the_same_com
     assert info["status"] == "running" and 0 < info["checkpoint_step"] == info["step"] < 150, info
     assert not (run / "run.lock").exists()
 
-    again = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=180, check=False)
-    assert again.returncode == 0 and "Traceback" not in again.stderr, again.stderr
+    again = cli_process(args, tmp_path)
+    with reaped(again):
+        _, err = again.communicate(timeout=180)
+    assert again.returncode == 0 and "Traceback" not in err, err
     assert json.loads((run / "run.json").read_text())["status"] == "finished"
     # resumed where it stopped: each log point once (the stop logged its step too), none trained twice
     steps = [json.loads(ln)["step"] for ln in (run / "metrics.jsonl").read_text().splitlines()]
