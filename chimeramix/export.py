@@ -209,8 +209,9 @@ def _check_entries(out: Path, files: list[dict], rows: list[int], n_train: int, 
                                   f"training set of {n_train}; {advice}")
         if fs is not None:
             R.check_fields(f, e, {"mask": R.HEX}, {"mask"}, advice, where=f"files[{j}]")
-            if len(e["mask"]) * 4 < fs * fs:
-                raise ChimeraMixError(f"{f}: field 'files[{j}].mask' holds fewer than the {fs * fs} bits of a {fs}x{fs} mask; {advice}")
+            bits = fs * fs * _code_bits(len(e["parents"]["train"]))  # K > 2 parents: several bits per cell
+            if len(e["mask"]) * 4 < bits:
+                raise ChimeraMixError(f"{f}: field 'files[{j}].mask' holds fewer than the {bits} bits of a {fs}x{fs} mask; {advice}")
 
 
 def _weights_file() -> str:

@@ -265,6 +265,12 @@ def test_k_parent_runs_through_both_stages(tmp_path):
     with Image.open(ex.out / gen[0]["file"]) as im:
         png = torch.from_numpy(__import__("numpy").asarray(im.convert("RGB")).copy()).permute(2, 0, 1)
     assert torch.equal(regenerate_file(ex.out, gen[0]["file"]), png)
+    # a K = 3 code holds 2 bits per cell: a mask cut to a pair's length is refused in one line, not a traceback
+    fs = manifest["mask"]["feature_size"]
+    manifest["files"][0]["mask"] = manifest["files"][0]["mask"][: fs * fs // 4]
+    (ex.out / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ChimeraMixError, match=rf"files\[0\]\.mask' holds fewer than the {2 * fs * fs} bits"):
+        regenerate_file(ex.out, manifest["files"][0]["file"])
     with Image.open(ex.samples) as im:  # 3 parents, the mask, the composition
         assert im.width == 5 * (32 + 2) * 2 + 2 * 2
 
