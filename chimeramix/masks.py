@@ -78,6 +78,11 @@ class MaskSpec:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def as_options(self) -> dict:
+        """The spec under the names run configs and method options use (the inverse of `from_config`, parents aside)."""
+        return {"mask": self.kind, "seg_mask": self.seg_rule, "grid_offset": self.grid_offset,
+                "mask_resize": self.resize, "grid_k": self.grid_k}
+
     @property
     def label(self) -> str:
         return "Seg" if self.kind == "seg" else "Grid"

@@ -128,8 +128,7 @@ def _method_options(cfg: ClassifierConfig, gen_cfg: dict | None, image_size: int
                 f"the generator in {cfg.generator} was trained with --mask {spec.kind}, this run asks for {asked}: "
                 f"drop --mask to use the generator's, or train a generator with --mask {asked}"
             )
-        for k, v in (("mask", spec.kind), ("seg_mask", spec.seg_rule), ("grid_offset", spec.grid_offset),
-                     ("mask_resize", spec.resize), ("grid_k", spec.grid_k)):
+        for k, v in spec.as_options().items():
             opts.setdefault(k, v)
         # The generator learned K-way compositions of its own K: another K is refused, as another mask kind is.
         k = generator_parents(gen_cfg)

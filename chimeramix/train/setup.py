@@ -110,9 +110,9 @@ def classifier_identity(cfg, gen_cfg=None) -> ClassifierIdentity:
         suffix += f"-{theirs.kind}" + variant_suffix(gen_cfg)
         label += variant_label(gen_cfg)
         # an explicit -o override of the generator's mask rules: visible in the row and the folder
-        asked = {"mask": theirs.kind, "seg_mask": theirs.seg_rule, "grid_offset": theirs.grid_offset,
-                 "mask_resize": theirs.resize, "grid_k": theirs.grid_k, "parents": theirs.parents}
-        asked.update({k: v for k, v in cfg.method_options.items() if k in asked and k != "parents"})
+        asked = theirs.as_options()
+        asked.update({k: v for k, v in cfg.method_options.items() if k in asked})
+        asked["parents"] = theirs.parents
         own = MaskSpec.from_config(asked)
         diff = [f"{k}={v}" for k, v in own.to_dict().items() if theirs.to_dict()[k] != v]
         if diff:
