@@ -1,7 +1,7 @@
 """An experiment's runs as a job graph, submitted through submitit: to Slurm, or to submitit's local executor.
 
-`build_graph` is pure: one job per generator run and per classifier run, each with the run folder that
-fit-generator / fit-classifier would pick (the same naming rule `experiment` uses), and each classifier job
+`build_graph` trains nothing: one job per generator run and per classifier run, each with the run folder that
+fit-generator / fit-classifier would pick (the same naming rule, setup.run_folder, `experiment` uses), and each classifier job
 pointing at its generator job. `launch` submits the graph. On Slurm every job is submitted at once and a
 classifier job waits for its generator job through an `afterok` dependency, so the grid runs as a graph, not in
 waves; submitit's local executor knows no dependencies, so there a classifier job is submitted once its
@@ -120,11 +120,12 @@ class Job:
 
 
 def build_graph(seeds, plan, gen_overrides: dict, clf_overrides: dict, root: str | Path) -> list[Job]:
-    """Every run of an experiment as a job, generators before the classifiers that need them; nothing is read."""
-    from .train.setup import classifier_identity, generator_tag, run_path
+    """Every run of an experiment as a job, generators before the classifiers that need them; nothing is read but
+    whether a run folder of the name older versions gave it holds the run (setup.run_folder)."""
+    from .train.setup import classifier_identity, config_overrides, generator_tag, run_folder
 
     jobs: list[Job] = []
-    gens: dict[tuple[int, str], tuple[str, GeneratorConfig]] = {}
+    gens: dict[tuple[int, str], tuple[str, GeneratorConfig, str]] = {}  # folder, config, the tag its name carries
     for seed in seeds:
         for name, mask in plan:
             gen = None
@@ -132,12 +133,14 @@ def build_graph(seeds, plan, gen_overrides: dict, clf_overrides: dict, root: str
                 if (seed, mask) not in gens:
                     opts = {**gen_overrides, "seed": seed, "mask": mask}
                     cfg = make_config(GeneratorConfig, **opts)
-                    gens[seed, mask] = (str(run_path(cfg, "gen", generator_tag(cfg), root)), cfg)
-                    jobs.append(Job("generator", gens[seed, mask][0], opts))
+                    path, tag = run_folder(cfg, "gen", generator_tag(cfg), root, config_overrides(cfg))
+                    gens[seed, mask] = (str(path), cfg, tag)
+                    jobs.append(Job("generator", str(path), opts))
                 gen = gens[seed, mask]
             opts = {**clf_overrides, "seed": seed, "method": name, "generator": gen[0] if gen else None}
             cfg = make_config(ClassifierConfig, **opts)
-            path = run_path(cfg, "clf", classifier_identity(cfg, gen[1] if gen else None).suffix, root)
+            identity = classifier_identity(cfg, gen[1] if gen else None, gen[2] if gen else "")
+            path, _ = run_folder(cfg, "clf", identity.suffix, root, config_overrides(cfg))
             jobs.append(Job("classifier", str(path), opts, gen[0] if gen else None))
     return jobs
 

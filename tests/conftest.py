@@ -91,3 +91,12 @@ def make_image_folder(tmp_path) -> ImageFolderFactory:
 def write_image():
     """save_image(path, array, **save_kwargs): write an array as an image file, making its folders."""
     return save_image
+
+
+def tag_of(kind: str, preset: str = "fast", **settings) -> str:
+    """The config tag a run folder's name ends in (-c<tag>) for these settings of a 'generator' or 'classifier'."""
+    from chimeramix.config import ClassifierConfig, GeneratorConfig, make_config
+    from chimeramix.train.setup import config_overrides, config_tag
+
+    cls = GeneratorConfig if kind == "generator" else ClassifierConfig
+    return config_tag(config_overrides(make_config(cls, preset, **settings)))

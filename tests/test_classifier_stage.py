@@ -12,6 +12,7 @@ from chimeramix.errors import ChimeraMixError
 from chimeramix.methods.chimeramix import replaced_at
 from chimeramix.train.classifier import cosine_lr, fit_classifier
 from chimeramix.train.generator import fit_generator
+from chimeramix.train.setup import config_overrides, config_tag
 
 GEN = dict(data="digits", spc=3, seed=0, device="cpu", ngf=4, ndf=4, batch_size=6, steps=4, log_every=2)
 CLF = dict(data="digits", spc=3, seed=0, device="cpu", arch="wrn16-2", batch_size=6, steps=6, log_every=2, eval_batch=400)
@@ -160,10 +161,11 @@ def test_seg_view_picks_which_resolution_is_segmented():
 
 def test_method_options_get_their_own_run_folder(tmp_path):
     base = fit_classifier(clf(method="mixup", steps=2), root=tmp_path)
-    assert base.run_dir.name == "clf-digits-spc3-seed0-mixup-fast"  # no options: today's name, old folders stay valid
+    tag = config_tag(config_overrides(clf(method="mixup", steps=2)))  # steps and batch size away from the preset
+    assert base.run_dir.name == f"clf-digits-spc3-seed0-mixup-fast-c{tag}"  # no options: no -o part
     other = fit_classifier(clf(method="mixup", steps=2, method_options={"alpha": 0.4}), root=tmp_path)
     assert other.run_dir != base.run_dir and not other.already_finished
-    assert other.run_dir.name.startswith("clf-digits-spc3-seed0-mixup-o") and other.run_dir.name.endswith("-fast")
+    assert other.run_dir.name.startswith("clf-digits-spc3-seed0-mixup-o") and other.run_dir.name.endswith(f"-fast-c{tag}")
     again = fit_classifier(clf(method="mixup", steps=2, method_options={"alpha": 0.4}), root=tmp_path)
     assert again.run_dir == other.run_dir and again.already_finished  # the same options find their run again
     # the default replacement rate, however it is given, is no departure; another one is

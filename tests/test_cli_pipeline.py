@@ -137,7 +137,7 @@ def test_result_paths_are_never_cut_on_a_narrow_terminal(folder, tmp_path, monke
         monkeypatch.setattr(out, "_width", width)
         r = invoke(*args)
         assert r.exit_code == 0, r.output
-        run = deep / "clf-data-spc2-seed0-none-fast"
+        run = next(deep.glob("clf-data-spc2-seed0-none-fast-c*"))  # --steps and --batch-size: a config tag
         assert str(run / "report.md") in r.stdout  # whole, on one line: in the table or below it
         assert "…" not in r.stdout and "..." not in r.stdout
 
@@ -214,7 +214,7 @@ def test_decoder_variant_sits_beside_the_default_and_reports_as_its_own_row(fold
         runs[flag] = json.loads((tmp_path / "results" / f"{flag.strip('-')}.json").read_text())
     default, variant = runs["--no-decoder-res-blocks"], runs["--decoder-res-blocks"]
     assert default["generator_runs"] != variant["generator_runs"]  # no clash, no refusal: both kept
-    assert default["generator_runs"][0].endswith("grid-fast") and variant["generator_runs"][0].endswith("grid-decres-fast")
+    assert "grid-fast-c" in default["generator_runs"][0] and "grid-decres-fast-c" in variant["generator_runs"][0]
     gen_cfg = json.loads((tmp_path / default["generator_runs"][0] / "run.json").read_text())["config"]
     assert gen_cfg["decoder_res_blocks"] is False  # the public code's decoder is the default
     assert [t["method"] for t in default["table"]] == ["ChimeraMix+Grid"]

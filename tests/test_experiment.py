@@ -81,8 +81,9 @@ def test_refusals_name_experiments_own_options(folder, tmp_path):
         run_experiment(folder, 2, [0], root=tmp_path / "ck", **{**KW, "methods": " , "})
     assert not (tmp_path / "ck").exists()
     run_experiment(folder, 2, [0], root=tmp_path / "ck", **{**KW, "methods": "none"})
-    other = {**KW, "methods": "none", "clf_options": {**KW["clf_options"], "steps": 7}}
-    with pytest.raises(ChimeraMixError, match="another config") as e:
+    # another budget has a folder of its own now; another precision is one run's clash (--amp is not in the name)
+    other = {**KW, "methods": "none", "clf_options": {**KW["clf_options"], "amp": "on"}}
+    with pytest.raises(ChimeraMixError, match="trained in fp32; this one asks for bf16") as e:
         run_experiment(folder, 2, [0], root=tmp_path / "ck", **other)
     # experiment has no --out for runs: the folder they go in is --checkpoints'
     assert "choose another --checkpoints" in str(e.value) and "--out" not in str(e.value)

@@ -11,7 +11,7 @@ from chimeramix.errors import ChimeraMixError
 from chimeramix.progress import Progress
 from chimeramix.train.generator import GeneratorTrainer, device_data, fit_generator, load_generator, lr_factor
 from chimeramix.train.loop import RunInterrupted
-from chimeramix.train.setup import prepare_data, seeded_generator
+from chimeramix.train.setup import config_overrides, config_tag, prepare_data, seeded_generator
 
 TINY = dict(data="digits", spc=3, seed=0, device="cpu", ngf=4, ndf=4, batch_size=6, log_every=2, checkpoint_every=4)
 
@@ -128,7 +128,10 @@ def test_reconstruction_loss_falls_within_a_few_dozen_steps(mask):
 def test_fit_generator_writes_a_complete_run(tmp_path):
     r = fit_generator(tiny(steps=6, mask="seg"), root=tmp_path)
     d = r.run_dir
-    assert d.parent == tmp_path and d.name == "gen-digits-spc3-seed0-seg-fast"
+    # the readable prefix, then the hash of what departs from the preset (steps, ngf, ndf, batch size)
+    tag = config_tag(config_overrides(tiny(steps=6, mask="seg")))
+    assert len(tag) == 8 and d.parent == tmp_path and d.name == f"gen-digits-spc3-seed0-seg-fast-c{tag}"
+    assert json.loads((d / "run.json").read_text())["config_tag"] == tag
     for f in ("run.json", "split.json", "generator.safetensors", "metrics.jsonl", "samples.png", "losses.png"):
         assert (d / f).is_file(), f
     assert not (d / "state.safetensors").exists()
@@ -146,14 +149,36 @@ def test_fit_generator_writes_a_complete_run(tmp_path):
     assert any(k.startswith("discriminator.") for k in tensors) and meta["split"]["seed"] == 0
 
 
-def test_finished_run_is_reused_or_refused(tmp_path):
-    fit_generator(tiny(steps=4), root=tmp_path)
+def test_finished_run_is_reused_another_budget_gets_its_own_folder_and_a_clash_in_out_is_refused(tmp_path):
+    first = fit_generator(tiny(steps=4), root=tmp_path)
     again = fit_generator(tiny(steps=4), root=tmp_path)
-    assert again.already_finished
+    assert again.already_finished and again.run_dir == first.run_dir
+    other = fit_generator(tiny(steps=5), root=tmp_path)  # another budget into the same checkpoints: beside it
+    assert other.run_dir != first.run_dir and not other.already_finished and other.steps == 5
+    assert fit_generator(tiny(steps=4), root=tmp_path).already_finished  # the first is untouched
     with pytest.raises(ChimeraMixError, match="another config.*steps"):
-        fit_generator(tiny(steps=5), root=tmp_path)
-    forced = fit_generator(tiny(steps=5), root=tmp_path, force=True)
+        fit_generator(tiny(steps=5, out=str(first.run_dir)))
+    forced = fit_generator(tiny(steps=5, out=str(first.run_dir)), force=True)
     assert not forced.already_finished and forced.steps == 5
+
+
+def test_a_preset_run_keeps_its_name_and_a_run_named_before_config_tags_is_still_found(tmp_path):
+    from dataclasses import replace
+
+    preset = replace(tiny(), ngf=16, ndf=16, batch_size=16, steps=1000)  # the fast preset's own values: no tag
+    assert config_overrides(preset) == {} and config_tag({}) == ""
+    assert config_overrides(tiny(steps=4)) == {"steps": 4, "ngf": 4, "ndf": 4, "batch_size": 6}
+    r = fit_generator(tiny(steps=4), root=tmp_path)
+    # what an older version made of the same command: the preset run's name, no config_tag in run.json
+    old = r.run_dir.with_name("gen-digits-spc3-seed0-seg-fast")
+    r.run_dir.rename(old)
+    info = json.loads((old / "run.json").read_text())
+    del info["config_tag"]
+    (old / "run.json").write_text(json.dumps(info))
+    again = fit_generator(tiny(steps=4), root=tmp_path)
+    assert again.run_dir == old and again.already_finished  # reused, not trained a second time
+    other = fit_generator(tiny(steps=5), root=tmp_path)  # the old folder holds steps 4: not this run's
+    assert other.run_dir.name.startswith(old.name + "-c") and not other.already_finished
 
 
 class StopAt(Progress):

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from chimeramix.errors import ChimeraMixError
 from chimeramix.progress import Progress
 from cli.app import app
-from conftest import ROOT, cli_process, reaped, wait_until
+from conftest import ROOT, cli_process, reaped, tag_of, wait_until
 
 runner = CliRunner()
 SMALL = ["--data", "digits", "--spc", "2", "--device", "cpu", "--quiet", "--checkpoints", "ck"]
@@ -145,9 +145,10 @@ def test_a_second_process_on_a_live_run_is_refused_then_sigterm_leaves_a_resumab
     """Process A trains; this test process (B) tries the same folder three ways; A gets SIGTERM; --resume ends it."""
     monkeypatch.chdir(tmp_path)
     steps = 12
-    args = ["fit-generator", *SMALL, *TINY_GEN, "--steps", steps]
+    # the preset's network (experiment sets only the steps of a generator), so that experiment names the same run
+    args = ["fit-generator", *SMALL, "--mask", "grid", "--log-every", "1", "--steps", steps]
     a = cli_process(args, tmp_path)
-    run = tmp_path / "ck" / "gen-digits-spc2-seed0-grid-fast"
+    run = tmp_path / "ck" / f"gen-digits-spc2-seed0-grid-fast-c{tag_of('generator', steps=steps)}"
     metrics = run / "metrics.jsonl"
     with reaped(a):
         wait_until(a, lambda: metrics.is_file() and metrics.read_text().strip(), "process A did not start training",
@@ -193,7 +194,8 @@ def test_sigterm_to_experiment_with_jobs_stops_its_workers_with_checkpoints_and_
     args = ["experiment", "--data", "digits", "--spc", "2", "--seeds", "0-2", "--methods", "none", "--preset", "fast",
             "--clf-steps", 5000, "--jobs", 2, "--device", "cpu", "--checkpoints", "ck"]
     a = cli_process(args, tmp_path)
-    runs = [tmp_path / "ck" / f"clf-digits-spc2-seed{s}-none-fast" for s in range(3)]
+    tag = tag_of("classifier", steps=5000)
+    runs = [tmp_path / "ck" / f"clf-digits-spc2-seed{s}-none-fast-c{tag}" for s in range(3)]
     with reaped(a):
         wait_until(a, lambda: all((r / "metrics.jsonl").is_file() and (r / "metrics.jsonl").read_text().strip()
                                   for r in runs[:2]), "the two workers did not start training")

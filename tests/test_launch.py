@@ -17,11 +17,17 @@ from chimeramix.launch import SlurmOptions, build_graph, launch, slurm_minutes
 from chimeramix.progress import Progress
 from conftest import cli_process, reaped, wait_until
 
+from chimeramix.config import ClassifierConfig, GeneratorConfig, make_config
+from chimeramix.train.setup import config_overrides, config_tag
+
 pytest.importorskip("submitit")
 
 ROOT = Path(__file__).resolve().parents[1]
 GEN = {"steps": 6, "ngf": 4, "ndf": 4, "batch_size": 4, "log_every": 1, "checkpoint_every": 2}
 CLF = {"steps": 6, "batch_size": 4, "log_every": 1, "checkpoint_every": 2}
+# the config tags of these settings (away from the fast preset), as the run folders' names end
+G_TAG = config_tag(config_overrides(make_config(GeneratorConfig, "fast", **GEN)))
+C_TAG = config_tag(config_overrides(make_config(ClassifierConfig, "fast", **CLF)))
 KW = dict(preset="fast", masks=["grid"], methods="none,chimeramix", device="cpu", gen_options=GEN, clf_options=CLF)
 
 
@@ -64,12 +70,32 @@ def graph(folder, root, methods="none,chimeramix"):
 def test_graph_is_generators_then_classifiers_that_point_at_them(folder, tmp_path):
     jobs = graph(folder, tmp_path / "ck", "none,mixup,chimeramix")
     assert [(j.kind, j.name) for j in jobs] == [
-        ("classifier", "clf-data-spc2-seed0-none-fast"), ("classifier", "clf-data-spc2-seed0-mixup-fast"),
-        ("generator", "gen-data-spc2-seed0-grid-fast"), ("classifier", "clf-data-spc2-seed0-chimeramix-grid-fast")]
+        ("classifier", f"clf-data-spc2-seed0-none-fast-c{C_TAG}"), ("classifier", f"clf-data-spc2-seed0-mixup-fast-c{C_TAG}"),
+        ("generator", f"gen-data-spc2-seed0-grid-fast-c{G_TAG}"),
+        ("classifier", f"clf-data-spc2-seed0-chimeramix-grid-g{G_TAG}-fast-c{C_TAG}")]
     gen = jobs[2]
     assert jobs[3].after == gen.run_dir and jobs[3].options["generator"] == gen.run_dir
     assert jobs[0].after is None and jobs[1].after is None
     assert not (tmp_path / "ck").exists()  # pure: nothing written
+
+
+def test_two_generator_budgets_share_one_checkpoints_folder_and_the_baseline_trains_once(folder, tmp_path):
+    """The same experiment with another --gen-steps into the same --checkpoints: its own generator and ChimeraMix
+    runs beside the first ones (not a refusal), the baseline reused, and the job graph names what the runs did."""
+    root = str(tmp_path / "ck")
+    first = run_experiment(folder, 2, [0], root=root, **KW)
+    more = {**KW, "gen_options": {**GEN, "steps": 8}}
+    second = run_experiment(folder, 2, [0], root=root, **more)
+    assert first.generator_runs != second.generator_runs
+    runs = {r["label"]: r["run_dir"] for r in first.results}, {r["label"]: r["run_dir"] for r in second.results}
+    assert runs[0]["Baseline"] == runs[1]["Baseline"]
+    assert runs[0]["ChimeraMix+Grid"] != runs[1]["ChimeraMix+Grid"]
+    assert json.loads((Path(second.generator_runs[0]) / "run.json").read_text())["config"]["steps"] == 8
+    again = run_experiment(folder, 2, [0], root=root, **KW)  # the first budget's runs are still there, untouched
+    assert [r.accuracies for r in again.rows] == [r.accuracies for r in first.rows]
+    common = {"data": folder, "spc": 2, "preset": "fast", "device": "cpu"}
+    jobs = build_graph([0], expand_methods("none,chimeramix", ["grid"]), {**common, **GEN, "steps": 8}, {**common, **CLF}, root)
+    assert sorted(j.run_dir for j in jobs) == sorted([*second.generator_runs, *runs[1].values()])
 
 
 def test_local_executor_runs_the_graph_like_a_plain_experiment(folder, tmp_path):
@@ -86,7 +112,7 @@ def test_local_executor_runs_the_graph_like_a_plain_experiment(folder, tmp_path)
         assert {p.name.split("_")[0] for p in (Path(d) / "logs").iterdir()} == {job_id}
         assert json.loads((Path(d) / "run.json").read_text())["status"] == "finished"
     # the classifier that needs the generator was submitted only after the generator job finished
-    gen, clf = "gen-data-spc2-seed0-grid-fast", "clf-data-spc2-seed0-chimeramix-grid-fast"
+    gen, clf = f"gen-data-spc2-seed0-grid-fast-c{G_TAG}", f"clf-data-spc2-seed0-chimeramix-grid-g{G_TAG}-fast-c{C_TAG}"
     order = [line.split(" ")[0] + " " + line.split(" ")[1] for line in log.lines]
     assert order.index(f"finished {gen}") < order.index(f"submitted {clf}")
     # the same metrics, step for step, as the plain run
@@ -291,7 +317,7 @@ def test_slurm_scripts_carry_the_resources_and_afterok_dependencies(folder, tmp_
     assert "--dependency" not in sb["101"] and "--dependency" not in sb["102"]  # baseline and generator start at once
     assert "#SBATCH --dependency=afterok:102\n" in sb["103"]  # the ChimeraMix classifier waits for its generator
     assert "#SBATCH --kill-on-invalid-dep=yes\n" in sb["103"]
-    assert "#SBATCH --job-name=cmx-gen-data-spc2-seed0-grid-fast\n" in sb["102"]
+    assert f"#SBATCH --job-name=cmx-gen-data-spc2-seed0-grid-fast-c{G_TAG}\n" in sb["102"]
 
 
 def test_slurm_parallelism_limit_and_experiment_without_waiting(folder, tmp_path, fake_slurm):
@@ -351,7 +377,7 @@ def test_the_launcher_names_a_classifier_folder_as_fit_classifier_does(tmp_path,
 
     cfg = make_config(ClassifierConfig, "fast", data="digits", spc=2, device="cpu", steps=1, batch_size=4, method=method,
                       **extra)
-    predicted = run_path(cfg, "clf", classifier_identity(cfg, None).suffix, tmp_path)
+    predicted = run_path(cfg, "clf", classifier_identity(cfg, None).suffix, tmp_path, config_overrides(cfg))
     assert fit_classifier(cfg, root=tmp_path).run_dir == predicted
 
 

@@ -233,7 +233,7 @@ def test_k_parent_trainer_draws_k_same_class_parents_and_trains(mask):
 
 def test_k_parent_runs_through_both_stages(tmp_path):
     g = fit_generator(make_config(GeneratorConfig, "fast", **GEN, steps=2, mask="seg", parents=3), root=tmp_path)
-    assert g.run_dir.name == "gen-digits-spc4-seed0-seg-k3-fast"
+    assert g.run_dir.name.startswith("gen-digits-spc4-seed0-seg-k3-fast-c")
     info = json.loads((g.run_dir / "run.json").read_text())
     assert info["config"]["parents"] == 3
     with Image.open(g.samples) as im:  # 3 parents, 3 reconstructions, 3 x (mask, composition): 12 columns of 64 px

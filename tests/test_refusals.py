@@ -10,6 +10,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import tag_of
 from test_data_safety import GEN, invoke, one_error, tree
 
 from chimeramix import records as R
@@ -18,7 +19,7 @@ from chimeramix.errors import ChimeraMixError
 Q = ["--device", "cpu", "--quiet"]
 EXPERIMENT = ["experiment", "--data", "digits", "--spc", 2, "--seeds", 0, "--methods", "none", "--preset", "fast", "--clf-steps", 2,
               "--device", "cpu", "--quiet"]
-CLF_RUN = "clf-digits-spc2-seed0-none-fast"  # the folder experiment names its one classifier run
+CLF_RUN = f"clf-digits-spc2-seed0-none-fast-c{tag_of('classifier', steps=2)}"  # the folder experiment names its one classifier run
 LONG = "x" * 300
 
 

@@ -28,7 +28,7 @@ from ..runs import finished_run, retrain_advice
 from ..speed import SpeedOptions, bf16_warning
 from .generator import load_generator
 from .loop import TrainState
-from .setup import classifier_identity, prepare_data, seeded_generator
+from .setup import classifier_identity, config_overrides, prepare_data, seeded_generator
 from .stage import open_stage
 
 WEIGHTS_FILE = "classifier.safetensors"
@@ -155,6 +155,7 @@ def fit_classifier(cfg: ClassifierConfig, *, resume: bool | str = False, force: 
     # the method's name and options are refused before any data is read
     spec = MethodSpec.parse(method_name(cfg))
     spec.check_options(cfg.method_options)
+    overrides = config_overrides(cfg)  # of the config as asked for, before resolving fills it in
     G = gen_info = None
     if cfg.generator:
         gen_info = _read_generator_info(cfg.generator)
@@ -180,7 +181,8 @@ def fit_classifier(cfg: ClassifierConfig, *, resume: bool | str = False, force: 
         raise ChimeraMixError(f"method '{cfg.method}' needs a trained generator: pass --generator <fit-generator run folder>")
     if gen_info is not None and not method.needs_generator:
         raise ChimeraMixError(f"method '{cfg.method}' does not use a generator: drop --generator, or use --method chimeramix")
-    identity = classifier_identity(cfg, gen_info["config"] if gen_info is not None else None)
+    identity = classifier_identity(cfg, gen_info["config"] if gen_info is not None else None,
+                                   gen_info.get("config_tag", "") if gen_info is not None else "")
     method.label += identity.label
     # Decode the test set before anything is written: a corrupt or mis-sized test image must fail now, not after training.
     test = prep.source.load("test")
@@ -197,7 +199,8 @@ def fit_classifier(cfg: ClassifierConfig, *, resume: bool | str = False, force: 
         G = speed.prepare_module(G)
 
     config = {**to_dict(cfg), "method": method.name, "method_options": method.recorded_options, "fingerprint": prep.split.fingerprint}
-    with open_stage("classifier", "clf", identity.suffix, cfg, config, prep, root, resume, force, progress) as stage:
+    with open_stage("classifier", "clf", identity.suffix, cfg, config, prep, root, resume, force, progress,
+                    overrides) as stage:
         if stage.already_finished:
             result = stage.run.info()["result"]
             return ClassifierResult(stage.out, result["accuracy"], result, already_finished=True)

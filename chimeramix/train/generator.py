@@ -24,7 +24,7 @@ from ..progress import SILENT, Progress
 from ..runs import lost_weights, retrain_advice
 from ..speed import SpeedOptions, bf16_warning
 from .loop import TrainState
-from .setup import generator_tag, prepare_data, seeded_generator
+from .setup import config_overrides, generator_tag, prepare_data, seeded_generator
 from .stage import open_stage
 
 WEIGHTS_FILE = "generator.safetensors"
@@ -162,12 +162,14 @@ def fit_generator(cfg: GeneratorConfig, *, resume: bool | str = False, force: bo
                   root: str | Path = "checkpoints") -> GeneratorResult:
     """Train the mixing generator; returns where the run landed and its final losses."""
     check_config(cfg)  # mask kind and rules included: they fail before any data is read
+    overrides = config_overrides(cfg)  # of the config as asked for, before resolving fills it in
     prep = prepare_data(cfg)
     speed = SpeedOptions.resolve(prep.device, cfg.amp, cfg.channels_last, cfg.fused, cfg.compile)
     cfg = resolve_generator(cfg, prep.train.image_size[0], len(prep.subset))
     check_generator_fits(cfg, prep.device)  # before the run folder exists: an extreme --ngf leaves nothing behind
     config = {**generator_run_config(cfg), "fingerprint": prep.split.fingerprint}
-    with open_stage("generator", "gen", generator_tag(cfg), cfg, config, prep, root, resume, force, progress) as stage:
+    with open_stage("generator", "gen", generator_tag(cfg), cfg, config, prep, root, resume, force, progress,
+                    overrides) as stage:
         if stage.already_finished:
             info = stage.run.info()
             return GeneratorResult(stage.out, info["step"], info.get("losses", {}), already_finished=True)

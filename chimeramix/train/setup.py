@@ -5,11 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 
 import torch
 
+from ..config import CLASSIFIER_PRESETS, GENERATOR_PRESETS, RUNTIME_FIELDS, GeneratorConfig
 from ..data import ImageSet, Source, Split, make_split, open_source
 from ..data.device import resolve_device
 from ..runs import DEFAULT_ROOT
@@ -89,14 +90,16 @@ class ClassifierIdentity:
     label: str
 
 
-def classifier_identity(cfg, gen_cfg=None) -> ClassifierIdentity:
+def classifier_identity(cfg, gen_cfg=None, gen_tag: str = "") -> ClassifierIdentity:
     """The one rule for a classifier run's folder tag and label additions, from its config and its generator's
-    config (run.json's dict or a GeneratorConfig; None without a generator). fit-classifier and the launcher's
-    job graph, which names runs before their generators have trained, both call it.
+    config (run.json's dict or a GeneratorConfig; None without a generator) and config tag (`config_tag`, what
+    the generator's folder carries; '' for none). fit-classifier and the launcher's job graph, which names runs
+    before their generators have trained, both call it.
 
     The tag: the method's parts, the generator's mask kind and departures from the default procedure
-    (`VARIANTS`), any -o override of the generator's mask rules, `-genseg` for segments of the generator's view,
-    and `-o<hash>` of the user's method options.
+    (`VARIANTS`), `-g<hash>` of the generator's other settings away from its preset, any -o override of the
+    generator's mask rules, `-genseg` for segments of the generator's view, and `-o<hash>` of the user's method
+    options. (The classifier's own settings away from its preset are the folder's last part, `-c<hash>`.)
     """
     from ..config import method_name
     from ..masks import MaskSpec
@@ -107,7 +110,7 @@ def classifier_identity(cfg, gen_cfg=None) -> ClassifierIdentity:
     segments = method.needs_segments
     if method.needs_generator and gen_cfg is not None:
         theirs = MaskSpec.from_config(gen_cfg)
-        suffix += f"-{theirs.kind}" + variant_suffix(gen_cfg)
+        suffix += f"-{theirs.kind}" + variant_suffix(gen_cfg) + (f"-g{gen_tag}" if gen_tag else "")
         label += variant_label(gen_cfg)
         # an explicit -o override of the generator's mask rules: visible in the row and the folder
         asked = theirs.as_options()
@@ -131,11 +134,48 @@ def options_tag(options: dict) -> str:
     if not options:
         return ""
 
-    def norm(v):  # 2 and 2.0 are one value to a method, so one folder
-        return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
+    return "-o" + _digest(options)
 
-    text = json.dumps({k: norm(v) for k, v in options.items()}, sort_keys=True, default=str)
-    return "-o" + hashlib.sha256(text.encode()).hexdigest()[:8]
+
+def _norm(v):
+    """One value, one spelling: 2 and 2.0 are one value to a run (one folder), and so are a tuple and a list."""
+    if isinstance(v, (list, tuple)):
+        return [_norm(x) for x in v]
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
+
+
+def _digest(values: dict) -> str:
+    text = json.dumps({k: _norm(v) for k, v in values.items()}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+# What a run folder's name already says (its kind, data, split, preset and mask; a classifier's method, generator
+# and options; the generator variants' own tags), and RUNTIME_FIELDS, which change where and how fast a run trains,
+# not what it trains: the fields config_overrides leaves out.
+_NAMED_FIELDS = frozenset({"data", "spc", "seed", "preset", "mask", "method", "generator", "method_options",
+                           "p_generated", "parents", "seg_view", *(v[0] for v in VARIANTS), *RUNTIME_FIELDS})
+
+
+def config_overrides(cfg) -> dict:
+    """The settings of an unresolved config (as make_config gives it) that differ from its preset's, less what the
+    folder name says already: {field: value}, empty for a preset run. `--gen-steps 4000` is {'steps': 4000}."""
+    table = GENERATOR_PRESETS if isinstance(cfg, GeneratorConfig) else CLASSIFIER_PRESETS
+    preset = table[cfg.preset]
+    out = {}
+    for f in fields(cfg):
+        if f.name in _NAMED_FIELDS:
+            continue
+        base = preset.get(f.name, f.default_factory() if f.default is MISSING else f.default)
+        v = getattr(cfg, f.name)
+        if _norm(v) != _norm(base):
+            out[f.name] = v
+    return out
+
+
+def config_tag(overrides: dict) -> str:
+    """8 hex digits of a run's config_overrides, '' for none: two budgets of one run get two folders, and the
+    preset's run keeps the name it always had."""
+    return _digest(overrides) if overrides else ""
 
 
 def named_options(cfg) -> dict:
@@ -150,11 +190,40 @@ def named_options(cfg) -> dict:
     return opts
 
 
-def run_path(cfg, kind: str, suffix: str, root: str | Path = DEFAULT_ROOT) -> Path:
+def run_path(cfg, kind: str, suffix: str, root: str | Path = DEFAULT_ROOT, overrides: dict | None = None) -> Path:
+    """A run's folder: --out, else <root>/<kind>-<data>-spc<N>-seed<S>-<suffix>-<preset>, and -c<config_tag> when
+    the run departs from its preset in `overrides` (fit-* and the launcher's job graph both name runs here)."""
+    return run_folder(cfg, kind, suffix, root, overrides)[0]
+
+
+def run_folder(cfg, kind: str, suffix: str, root: str | Path = DEFAULT_ROOT,
+               overrides: dict | None = None) -> tuple[Path, str]:
+    """run_path, and the config tag its name carries ('' for none, and for a run of the older name).
+
+    Before config tags, a run with settings away from its preset had the preset run's name. Such a folder, when
+    its run.json records every one of `overrides`, is still this run's (reused or resumed) as long as no folder
+    of the tagged name exists.
+    """
     if cfg.out:
-        return Path(cfg.out)
-    name = f"{kind}-{source_label(cfg.data)}-spc{cfg.spc}-seed{cfg.seed}-{suffix}-{cfg.preset}"
-    return Path(root) / name
+        return Path(cfg.out), config_tag(overrides or {})
+    stem = Path(root) / f"{kind}-{source_label(cfg.data)}-spc{cfg.spc}-seed{cfg.seed}-{suffix}-{cfg.preset}"
+    tag = config_tag(overrides or {})
+    tagged = stem.with_name(f"{stem.name}-c{tag}") if tag else stem
+    if tag and not tagged.exists() and _records_overrides(stem, overrides):
+        return stem, ""
+    return tagged, tag
+
+
+def _records_overrides(folder: Path, overrides: dict) -> bool:
+    """Whether `folder` holds a run from before config tags whose config has every one of `overrides`."""
+    try:
+        info = json.loads((folder / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    if not isinstance(info, dict) or "config_tag" in info or not isinstance(info.get("config"), dict):
+        return False
+    have = info["config"]
+    return all(k in have and _norm(have[k]) == _norm(v) for k, v in overrides.items())
 
 
 def seeded_generator(device: torch.device, seed: int, stream: int) -> torch.Generator:

@@ -21,7 +21,7 @@ from ..plots import read_metrics, save_loss_curves
 from ..progress import Progress
 from ..runs import METRICS_FILE, SPLIT_FILE, STATE_FILE, RunDir, new_info, prepare
 from .loop import TrainState, run_steps
-from .setup import Prepared, run_path
+from .setup import Prepared, run_folder
 
 
 @dataclass
@@ -32,6 +32,7 @@ class Stage:
     prep: Prepared
     run: RunDir
     progress: Progress
+    config_tag: str = ""  # what the folder name carries of the run's settings away from its preset (setup.config_tag)
     info: dict = field(default_factory=dict)
 
     @property
@@ -51,8 +52,11 @@ class Stage:
     def begin(self) -> dict:
         """run.json's record of a new run (written first: what a kill -9 leaves is then provably ours), or the
         resumed run's own; then the split manifest."""
-        self.info = self.run.info() if self.run.resumed else new_info(self.kind, self.config, self.prep.split.to_dict(),
-                                                                      self.cfg.steps)
+        if self.run.resumed:
+            self.info = self.run.info()
+        else:  # the tag is recorded so that a classifier of this generator can name its own folder after it
+            self.info = {**new_info(self.kind, self.config, self.prep.split.to_dict(), self.cfg.steps),
+                         "config_tag": self.config_tag}
         self.info.setdefault("precision", _precision(self.config, self.prep.device))
         if not self.run.resumed:
             self.run.fresh = True
@@ -76,9 +80,10 @@ class Stage:
 
 
 def open_stage(kind: str, tag: str, suffix: str, cfg, config: dict, prep: Prepared, root, resume: bool | str, force: bool,
-               progress: Progress) -> Stage:
-    """Lock and check the run folder (cfg.out, else <root>/<tag>-<data>-spc<N>-seed<S>-<suffix>-<preset>)."""
-    out = run_path(cfg, tag, suffix, root)
+               progress: Progress, overrides: dict | None = None) -> Stage:
+    """Lock and check the run folder (setup.run_folder: cfg.out, else <root>/<tag>-<data>-spc<N>-seed<S>-<suffix>-<preset>
+    and -c<hash> of `overrides`, the unresolved config's settings away from its preset)."""
+    out, config_tag = run_folder(cfg, tag, suffix, root, overrides)
     if cfg.out is None:  # the name is made from --data and the options, under --checkpoints
         check_name_fits(out, "the run folder", fix="give a shorter --checkpoints or --out, or a --data folder with a shorter name")
     run = prepare(out, kind, config, resume, force, ignore=RUNTIME_FIELDS)
@@ -87,7 +92,7 @@ def open_stage(kind: str, tag: str, suffix: str, cfg, config: dict, prep: Prepar
     except BaseException:
         run.close()
         raise
-    return Stage(kind, cfg, config, prep, run, progress)
+    return Stage(kind, cfg, config, prep, run, progress, config_tag)
 
 
 def _precision(config: dict, device) -> str:
