@@ -352,9 +352,16 @@ def check_milestones(milestones) -> None:
         raise ChimeraMixError(f"--lr-milestones must be increasing fractions of training in (0, 1), such as 0.3,0.6,0.8 (got {','.join(f'{m:g}' for m in ms)})")
 
 
-def generator_parents(gen_cfg: dict) -> int:
-    """A generator run's parent count (runs that do not store it composed pairs)."""
-    return int(gen_cfg.get("parents") or 2)
+def generator_from_record(config: dict) -> GeneratorConfig:
+    """A generator run's stored config (run.json's "config") as today's GeneratorConfig, the one shape its readers
+    use: a field an older run did not store takes the value that run trained with (LATER_GENERATOR_FIELDS, else
+    the field's default, which older runs always had), and keys that are not fields (the split's fingerprint) are
+    left out. The stored dict itself stays what reuse checks, export's config hash and report's recipe compare."""
+    names = {f.name for f in fields(GeneratorConfig)}
+    values = {**LATER_GENERATOR_FIELDS, **{k: v for k, v in config.items() if k in names}}
+    values["parents"] = int(values["parents"] or 2)
+    values["lr_milestones"] = tuple(values.get("lr_milestones", GeneratorConfig.lr_milestones))
+    return GeneratorConfig(**values)
 
 
 # The encoder halves twice (so a multiple of 4), and the PatchGAN discriminator's four stride-2 convolutions

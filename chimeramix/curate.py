@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from . import __version__
-from .config import SEG_VIEWS
+from .config import SEG_VIEWS, GeneratorConfig, generator_from_record
 from .data import make_split, open_source
 from .data.device import resolve_device
 from .errors import ChimeraMixError
@@ -357,9 +357,10 @@ def curate_dataset(data: str, spc: int, generator: str | Path, classifier: str |
     gen_dir, clf_dir = Path(generator).expanduser(), Path(classifier).expanduser()
     gen_info = finished_generator(gen_dir)
     clf_info = finished_classifier(clf_dir)
-    cfg = gen_info["config"]
+    cfg = gen_info["config"]  # as stored: what the manifest's config hash is of
+    gen = generator_from_record(cfg)
 
-    source = open_source(data, data_dir or cfg.get("data_dir"), cfg.get("image_size"))
+    source = open_source(data, data_dir or gen.data_dir, gen.image_size)
     train = source.load("train")
     split = make_split(train, source.name, spc, seed)
     check_generator_split(gen_info, split.key(), gen_dir)
@@ -408,7 +409,7 @@ def curate_dataset(data: str, spc: int, generator: str | Path, classifier: str |
     n_aug = round(pool * classical_share)
     n_gen = pool - n_aug
 
-    entries, images, mask_info = _build_pool(gen_dir, cfg, split, subset, train, classes, n_gen, n_aug, seed, seg_view,
+    entries, images, mask_info = _build_pool(gen_dir, gen, split, subset, train, classes, n_gen, n_aug, seed, seg_view,
                                              dev, progress)
     features = _embed(clf, images, dev, progress)
     labels = torch.tensor([e["label"] for e in entries])
@@ -416,7 +417,7 @@ def curate_dataset(data: str, spc: int, generator: str | Path, classifier: str |
     sel = iterative_selection(features, labels, is_real, budgets, k=k, iterations=iterations, min_gain=min_gain,
                               tries=tries, seed=seed, progress=progress)
 
-    test_files = plan_test_set(source, cfg)
+    test_files = plan_test_set(source, gen)
     n_test = count_test_set(source, test_files)
     make_temp(tmp, out)
     try:
@@ -491,7 +492,7 @@ def _validation_f1(clf, subset, validation: list[int], classes: list[str], dev) 
     return [r["f1"] for r in classification_metrics(pred, subset.labels[validation], classes)["per_class"]]
 
 
-def _build_pool(gen_dir: Path, cfg: dict, split, subset, train, classes: list[str], n_gen: int, n_aug: int, seed: int,
+def _build_pool(gen_dir: Path, cfg: GeneratorConfig, split, subset, train, classes: list[str], n_gen: int, n_aug: int, seed: int,
                 seg_view: str, dev, progress: Progress) -> tuple[list[dict], list[torch.Tensor], dict]:
     """Manifest entries and uint8 images of the real subset, then per class n_gen compositions (drawn and rendered
     as `export` does, so a file equals export's of the same seed and k) and n_aug classical augmentations."""

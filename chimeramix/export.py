@@ -25,7 +25,7 @@ from . import __version__
 from . import masks as M
 from . import records as R
 from .augment import denormalize, normalize
-from .config import RUNTIME_FIELDS, SEG_VIEWS
+from .config import RUNTIME_FIELDS, SEG_VIEWS, GeneratorConfig, generator_from_record
 from .data import Split, open_source
 from .data.device import resolve_device
 from .errors import ChimeraMixError
@@ -75,11 +75,12 @@ def export_dataset(generator: str | Path, out: str | Path, per_class: int, *, wi
     M.check_choice("--seg-view", seg_view, SEG_VIEWS)
     gen_dir = Path(generator).expanduser()
     info = finished_generator(gen_dir)
-    cfg = info["config"]
-    seed = int(cfg["seed"]) if seed is None else int(seed)
+    cfg = info["config"]  # as stored: what the manifest's config hash is of
+    gen = generator_from_record(cfg)
+    seed = gen.seed if seed is None else int(seed)
     if seed < 0:
         raise ChimeraMixError(f"--seed must be 0 or more (got {seed})")
-    spec = M.MaskSpec.from_config(cfg)
+    spec = M.MaskSpec.from_config(gen)
     request = {
         "generator": str(gen_dir.resolve()), "generator_sha256": file_digest(gen_dir / _weights_file()),
         "per_class": per_class,
@@ -98,7 +99,7 @@ def export_dataset(generator: str | Path, out: str | Path, per_class: int, *, wi
     dev = resolve_device(device)
     split, source, train = open_generator_data(gen_dir, info, data_dir)
     subset = split.apply(train)
-    test_files = plan_test_set(source, cfg)
+    test_files = plan_test_set(source, gen)
     classes = list(train.classes)
     for c in classes:
         check_class_name(c)
@@ -107,7 +108,7 @@ def export_dataset(generator: str | Path, out: str | Path, per_class: int, *, wi
     check_memory(f"--per-class {per_class}: a manifest of {n:,} entries", n * ENTRY_BYTES, torch.device("cpu"),
                  "lower --per-class")
     G, _ = load_generator(gen_dir, dev)
-    entries, mask_info = plan_compositions(cfg, split, subset, classes, per_class, seed, seg_view, progress)
+    entries, mask_info = plan_compositions(gen, split, subset, classes, per_class, seed, seg_view, progress)
     work, fs = mask_info["work_size"], mask_info["feature_size"]
     real = [real_entry(split, subset, classes, s) for s in range(len(subset))] if with_real else []
     n_test = count_test_set(source, test_files)
@@ -226,13 +227,13 @@ def finished_generator(gen_dir: Path) -> dict:
 
 def open_generator_data(gen_dir: Path, info: dict, data_dir):
     """The generator run's split and source (as it was trained: its data, size and data folder unless overridden)."""
-    cfg = info["config"]
+    cfg = generator_from_record(info["config"])
     f = gen_dir / SPLIT_FILE
     split = Split.load(f) if f.is_file() else Split.from_run(info, gen_dir / RUN_FILE, RUN_DAMAGED)
-    data_dir = data_dir or cfg.get("data_dir")
+    data_dir = data_dir or cfg.data_dir
     # A folder is recorded as an absolute path in the split; the run's --data may be relative to another cwd.
-    spec = split.source if Path(split.source).is_absolute() and Path(split.source).exists() else cfg["data"]
-    source = open_source(spec, data_dir, cfg.get("image_size"))
+    spec = split.source if Path(split.source).is_absolute() and Path(split.source).exists() else cfg.data
+    source = open_source(spec, data_dir, cfg.image_size)
     return split, source, source.load("train")
 
 
@@ -241,12 +242,12 @@ def _derive(*keys: int) -> int:
     return int(np.random.SeedSequence([int(k) for k in keys]).generate_state(1, np.uint64)[0] >> np.uint64(1))
 
 
-def plan_compositions(cfg: dict, split: Split, subset, classes: list[str], per_class: int, seed: int, seg_view: str,
+def plan_compositions(cfg: GeneratorConfig, split: Split, subset, classes: list[str], per_class: int, seed: int, seg_view: str,
                       progress: Progress = SILENT) -> tuple[list[dict], dict]:
     """Manifest entries of per_class compositions per class of a generator run (config cfg) on its subset, and the
     mask settings they were drawn with (the manifest's 'mask'); render them with `render_compositions`."""
     spec = M.MaskSpec.from_config(cfg)
-    work, fs = int(cfg["work_size"]), int(cfg["work_size"]) // 4
+    work, fs = cfg.work_size, cfg.work_size // 4
     segments = num_segments = None
     if spec.kind == "seg":
         from .train.classifier import _segments_at_native

@@ -178,9 +178,10 @@ def write_png(path: Path, image: torch.Tensor) -> None:
     path.write_bytes(buf.getvalue())
 
 
-def plan_test_set(source, cfg: dict) -> dict[str, list[Path]] | None:
-    """The files to copy for a folder source read at its own size; None: decode and write PNGs."""
-    if source.kind == "folder" and cfg.get("image_size") is None:
+def plan_test_set(source, cfg) -> dict[str, list[Path]] | None:
+    """The files to copy for a folder source read at its own size (cfg: the generator's GeneratorConfig); None:
+    decode and write PNGs."""
+    if source.kind == "folder" and cfg.image_size is None:
         return list_classes(Path(source.name) / "test")
     return None
 

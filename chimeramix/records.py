@@ -157,11 +157,18 @@ RESULT_FIELDS = {
     "generator_run": optional(TEXT), "generator_config": optional(OBJECT), "device": optional(TEXT),
 }
 
+# run.json's layout version. 1: no "schema" key (everything before 2026-12-03). 2: "schema" and "config_tag" (the
+# run folder's -c<hash>, setup.config_tag). What a reader needs of an older record in today's shape comes from one
+# place per record part: a generator's config through config.generator_from_record (fields added later take the
+# values older runs trained with); the stored dicts themselves stay as written, since reuse checks, export's config
+# hash and report's recipe compare them with what older versions wrote.
+RUN_SCHEMA = 2
+
 # run.json's fields every reader relies on, and their kinds: a hand-edited or damaged record is refused here, in
 # one line naming the field, instead of as a KeyError or TypeError wherever it is first used.
 RUN_REQUIRED = frozenset({"kind", "config"} | {f"result.{k}" for k in RESULT_REQUIRED})
 RUN_FIELDS = {
-    "kind": TEXT, "config": OBJECT, "status": TEXT, "split": OBJECT, "step": INT, "total_steps": INT,
+    "schema": INT, "config_tag": TEXT, "kind": TEXT, "config": OBJECT, "status": TEXT, "split": OBJECT, "step": INT, "total_steps": INT,
     "result": OBJECT, **prefixed("split", SPLIT_FIELDS),
     **prefixed("result", RESULT_FIELDS),
 }

@@ -93,6 +93,11 @@ def read_run(path: str | Path, kind: str | None = None) -> dict:
         what = f"a {kind} run" if kind else "a chimeramix run"
         raise ChimeraMixError(f"{path} is not {what} (no {RUN_FILE}): pass the folder that fit-{kind or 'generator'} wrote")
     info = R.read_record(f, "a run description", R.RUN_FIELDS, R.RUN_REQUIRED, RUN_DAMAGED)
+    if info.get("schema", 1) > R.RUN_SCHEMA:
+        from . import __version__
+
+        raise ChimeraMixError(f"{f} was written by a newer chimeramix (run record schema {info['schema']}; chimeramix "
+                              f"{__version__} reads up to {R.RUN_SCHEMA}): upgrade chimeramix to use this run")
     if kind and info.get("kind") != kind:
         raise ChimeraMixError(f"{path} is a {info.get('kind')} run, not a {kind} run")
     return info
@@ -311,6 +316,7 @@ def finished_run(path: str | Path, kind: str) -> dict:
 
 def new_info(kind: str, config: dict, split: dict, total_steps: int) -> dict:
     return {
-        "kind": kind, "status": "running", "config": config, "split": split, "step": 0, "total_steps": total_steps,
+        "schema": R.RUN_SCHEMA, "kind": kind, "status": "running", "config": config, "split": split, "step": 0,
+        "total_steps": total_steps,
         "versions": versions(), "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }

@@ -149,7 +149,7 @@ def test_seg_view_picks_which_resolution_is_segmented():
     g = torch.Generator().manual_seed(0)
     imgs = torch.randint(0, 256, (4, 3, 8, 8), generator=g, dtype=torch.uint8).repeat_interleave(4, 2).repeat_interleave(4, 3)
     subset = ImageSet(imgs, torch.tensor([0, 0, 1, 1]), ("a", "b"))
-    gen_cfg = {"seg_size": 64, "work_size": 64, "seg_scale": 60, "seg_min_size": 60, "seg_input": "float"}
+    gen_cfg = GeneratorConfig(seg_size=64, work_size=64, seg_scale=60, seg_min_size=60, seg_input="float")
     own = _segments_at_native(subset, gen_cfg, {}, "classifier")
     assert torch.equal(own, M.compute_segments(imgs, 60, 60))  # the public code: the classifier's 32 px view
     theirs = _segments_at_native(subset, gen_cfg, {}, "generator")

@@ -131,7 +131,8 @@ def test_fit_generator_writes_a_complete_run(tmp_path):
     # the readable prefix, then the hash of what departs from the preset (steps, ngf, ndf, batch size)
     tag = config_tag(config_overrides(tiny(steps=6, mask="seg")))
     assert len(tag) == 8 and d.parent == tmp_path and d.name == f"gen-digits-spc3-seed0-seg-fast-c{tag}"
-    assert json.loads((d / "run.json").read_text())["config_tag"] == tag
+    record = json.loads((d / "run.json").read_text())
+    assert record["config_tag"] == tag and record["schema"] == 2
     for f in ("run.json", "split.json", "generator.safetensors", "metrics.jsonl", "samples.png", "losses.png"):
         assert (d / f).is_file(), f
     assert not (d / "state.safetensors").exists()

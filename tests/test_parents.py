@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from cli.app import app
 
 from chimeramix import masks as M
-from chimeramix.config import ClassifierConfig, GeneratorConfig, generator_run_config, make_config, resolve_generator
+from chimeramix.config import ClassifierConfig, GeneratorConfig, generator_from_record, generator_run_config, make_config, resolve_generator
 from chimeramix.data.device import DeviceData
 from chimeramix.data.imageset import ImageSet
 from chimeramix.errors import ChimeraMixError
@@ -202,7 +202,7 @@ def test_pairs_keep_their_run_config_names_and_labels():
     assert "parents" not in generator_run_config(pair) and generator_run_config(three)["parents"] == 3
     assert variant_suffix(pair) == "" and variant_label(pair) == ""
     assert variant_suffix(three) == "-k3" and variant_label(three) == " (3 parents)"
-    assert variant_suffix({"mask": "seg", "parents": 4, "seg_mask": "bernoulli"}) == "-k4-bern"
+    assert variant_suffix(generator_from_record({"mask": "seg", "parents": 4, "seg_mask": "bernoulli"})) == "-k4-bern"
     assert M.MaskSpec.from_config({}).parents == 2  # runs written before the option composed pairs
     # a K-parent ChimeraMix row sits in the baseline's table (K is the method's, as the mask kind), and pair runs
     # written before the option (no `parents` key) share a table with those written after (parents None)

@@ -26,6 +26,21 @@ def test_a_generator_run_record_reads_back_with_its_mask_rules():
     assert spec.kind == "grid" and spec.parents == 2  # a pair run records no `parents`
 
 
+
+def test_an_older_generator_record_reads_as_todays_config_with_the_values_it_trained_with():
+    from chimeramix.config import generator_from_record
+
+    info = read_run(RECORDS / "gen-grid", "generator")
+    stored = info["config"]
+    assert not {"parents", "d_every", "warmup", "d_lr"} & set(stored)  # fields added after this run was written
+    cfg = generator_from_record(stored)
+    assert (cfg.parents, cfg.d_every, cfg.warmup, cfg.d_lr) == (2, 1, 0.0, None)
+    assert (cfg.ngf, cfg.work_size, cfg.steps, cfg.mask, cfg.lr_milestones) == (8, 32, 6, "grid", (0.3, 0.6, 0.8))
+    assert not hasattr(cfg, "fingerprint")  # the split's key, not a setting
+    # a record of today's K-parent run keeps what it stored
+    assert generator_from_record({**stored, "parents": 3, "d_every": 2}).parents == 3
+
+
 def test_a_classifier_result_reads_back_into_a_table():
     info = read_run(RECORDS / "clf-chimeramix-grid", "classifier")
     assert info["status"] == "finished"
@@ -61,3 +76,21 @@ def test_a_curation_of_three_parent_compositions_is_recognised(tmp_path):
     assert finished_manifest(out, "curate", manifest["request"], force=False) == manifest
     gen = [e for e in manifest["files"] if e["kind"] == "generated"]
     assert gen and all(len(e["parents"]["train"]) == 3 for e in gen)
+
+
+def test_a_run_record_of_a_newer_schema_is_refused_in_one_line_and_an_older_one_reads(tmp_path):
+    import json
+
+    import pytest
+
+    from chimeramix.errors import ChimeraMixError
+    from chimeramix.records import RUN_SCHEMA
+
+    assert "schema" not in read_run(RECORDS / "gen-grid", "generator")  # schema 1: written before the key
+    run = _copy("gen-grid", tmp_path)
+    info = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps({**info, "schema": RUN_SCHEMA + 1}))
+    with pytest.raises(ChimeraMixError, match=f"newer chimeramix \\(run record schema {RUN_SCHEMA + 1};.*upgrade chimeramix"):
+        read_run(run, "generator")
+    (run / "run.json").write_text(json.dumps({**info, "schema": RUN_SCHEMA}))
+    assert read_run(run, "generator")["schema"] == RUN_SCHEMA

@@ -12,7 +12,7 @@ import torch
 from .. import checkpoint as ckpt
 from .. import masks as M
 from ..augment import CropFlip, normalize
-from ..config import (ClassifierConfig, check_config, generator_parents, method_name, paper_work_size, resolve_classifier,
+from ..config import (ClassifierConfig, GeneratorConfig, check_config, generator_from_record, method_name, paper_work_size, resolve_classifier,
                       to_dict)
 from ..data.device import DeviceData
 from ..data.imageset import ImageSet
@@ -111,13 +111,13 @@ class ClassifierTrainer:
         return torch.cat(preds) if preds else torch.zeros(0, dtype=torch.long)
 
 
-def _method_options(cfg: ClassifierConfig, gen_cfg: dict | None, image_size: int) -> tuple[dict, dict]:
+def _method_options(cfg: ClassifierConfig, gen_cfg: GeneratorConfig | None, image_size: int) -> tuple[dict, dict]:
     """The method's options (the user's -o, then what the run implies: replacement rate, the generator's mask rules)
     and the run context it is built with (seed, the generator's working resolution)."""
     opts = dict(cfg.method_options)
     opts.setdefault("p_generated", cfg.p_generated)
     # without a generator, masks are drawn at the paper's working resolution (config.paper_work_size says why)
-    work_size = gen_cfg["work_size"] if gen_cfg is not None else paper_work_size(image_size)
+    work_size = gen_cfg.work_size if gen_cfg is not None else paper_work_size(image_size)
     context = {"seed": cfg.seed, "work_size": work_size}
     if gen_cfg is not None:
         # The generator's mask rules travel with it; asking for another kind is refused (it learned this one).
@@ -131,7 +131,7 @@ def _method_options(cfg: ClassifierConfig, gen_cfg: dict | None, image_size: int
         for k, v in spec.as_options().items():
             opts.setdefault(k, v)
         # The generator learned K-way compositions of its own K: another K is refused, as another mask kind is.
-        k = generator_parents(gen_cfg)
+        k = gen_cfg.parents
         _check_parents(cfg.generator, k, opts.get("parents"))
         opts["parents"] = k
     else:
@@ -156,19 +156,19 @@ def fit_classifier(cfg: ClassifierConfig, *, resume: bool | str = False, force: 
     spec = MethodSpec.parse(method_name(cfg))
     spec.check_options(cfg.method_options)
     overrides = config_overrides(cfg)  # of the config as asked for, before resolving fills it in
-    G = gen_info = None
+    G = gen_info = gen = None
     if cfg.generator:
         gen_info = _read_generator_info(cfg.generator)
-        _check_parents(cfg.generator, generator_parents(gen_info["config"]), cfg.parents)
+        gen = generator_from_record(gen_info["config"])
+        _check_parents(cfg.generator, gen.parents, cfg.parents)
     elif cfg.parents not in (None, 2):
         raise ChimeraMixError(f"--parents {cfg.parents} needs --generator: only ChimeraMix composes more than two images")
     prep = prepare_data(cfg)
     speed = SpeedOptions.resolve(prep.device, cfg.amp, cfg.channels_last, cfg.fused, cfg.compile)
     cfg = resolve_classifier(cfg, prep.train.image_size[0], len(prep.subset))
-    if gen_info is not None:
+    if gen is not None:
         # Stored as the generator's K, and as None for pairs (the config pair runs had before the option existed).
-        k = generator_parents(gen_info["config"])
-        cfg = replace(cfg, parents=None if k == 2 else k)
+        cfg = replace(cfg, parents=None if gen.parents == 2 else gen.parents)
     else:
         cfg = replace(cfg, parents=None)
     if cfg.arch not in ARCHS:
@@ -176,13 +176,12 @@ def fit_classifier(cfg: ClassifierConfig, *, resume: bool | str = False, force: 
     check_classifier_fits(cfg, len(prep.train.classes), prep.train.image_size, prep.device)  # before the run folder
     if gen_info is not None:
         check_generator_split(gen_info, prep.split.key(), cfg.generator)
-    method = spec.build(*_method_options(cfg, gen_info["config"] if gen_info else None, prep.train.image_size[0]))
+    method = spec.build(*_method_options(cfg, gen, prep.train.image_size[0]))
     if method.needs_generator and gen_info is None:
         raise ChimeraMixError(f"method '{cfg.method}' needs a trained generator: pass --generator <fit-generator run folder>")
     if gen_info is not None and not method.needs_generator:
         raise ChimeraMixError(f"method '{cfg.method}' does not use a generator: drop --generator, or use --method chimeramix")
-    identity = classifier_identity(cfg, gen_info["config"] if gen_info is not None else None,
-                                   gen_info.get("config_tag", "") if gen_info is not None else "")
+    identity = classifier_identity(cfg, gen, gen_info.get("config_tag", "") if gen_info is not None else "")
     method.label += identity.label
     # Decode the test set before anything is written: a corrupt or mis-sized test image must fail now, not after training.
     test = prep.source.load("test")
@@ -207,7 +206,7 @@ def fit_classifier(cfg: ClassifierConfig, *, resume: bool | str = False, force: 
         stage.begin()
         segments = None
         if (method.needs_generator and method.options.get("mask") == "seg") or method.needs_segments:
-            segments = _segments_at_native(prep.subset, gen_info["config"] if gen_info else None, method.options, cfg.seg_view)
+            segments = _segments_at_native(prep.subset, gen, method.options, cfg.seg_view)
         if (warning := bf16_warning(prep.device, speed)) is not None:
             progress.message(warning)
         progress.message(f"classifier {cfg.arch} ({method.label}): {len(prep.subset)} images, {cfg.steps} steps on {prep.device}")
@@ -285,16 +284,15 @@ def _read_generator_info(path) -> dict:
     return finished_run(path, "generator")
 
 
-def _segments_at_native(subset: ImageSet, gen_cfg: dict | None, opts: dict, view: str = "classifier") -> torch.Tensor:
+def _segments_at_native(subset: ImageSet, gen_cfg: GeneratorConfig | None, opts: dict, view: str = "classifier") -> torch.Tensor:
     """Felzenszwalb maps computed once, kept at the classifier's resolution.
 
     view 'classifier': segment the classifier's own images (the public code segments its 32 px view, about
     5 segments per CIFAR image); 'generator': segment as the generator run did (32 px data at 64 px, ~17).
     """
     size = subset.images.shape[-1]
-    g = gen_cfg or {}
-    seg_size = size if view == "classifier" else (g.get("seg_size") or g.get("work_size") or opts.get("work_size") or size)
-    scale = g.get("seg_scale") or opts.get("seg_scale") or 60
-    min_size = g.get("seg_min_size") or opts.get("seg_min_size") or 60
-    return M.segments_at(subset.images, seg_size, size, scale, min_size, g.get("seg_sigma") or 0.8,
-                         as_float=g.get("seg_input", "float") == "float")
+    g = GeneratorConfig() if gen_cfg is None else gen_cfg  # without a generator its unresolved fields leave it to opts
+    seg_size = size if view == "classifier" else (g.seg_size or g.work_size or opts.get("work_size") or size)
+    scale = g.seg_scale or opts.get("seg_scale") or 60
+    min_size = g.seg_min_size or opts.get("seg_min_size") or 60
+    return M.segments_at(subset.images, seg_size, size, scale, min_size, g.seg_sigma or 0.8, as_float=g.seg_input == "float")

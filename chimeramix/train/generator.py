@@ -12,7 +12,7 @@ import torch
 from .. import checkpoint as ckpt
 from .. import masks as M
 from ..augment import CropFlip, denormalize, normalize, resize_uint8
-from ..config import GeneratorConfig, check_config, generator_run_config, resolve_generator
+from ..config import GeneratorConfig, check_config, generator_from_record, generator_run_config, resolve_generator
 from ..data.device import DeviceData
 from ..data.imageset import ImageSet
 from ..errors import ChimeraMixError
@@ -206,8 +206,8 @@ def load_generator(run_dir: str | Path, device) -> tuple[MixingGenerator, dict]:
         raise ChimeraMixError(f"the generator run in {run_dir} has not finished: finish it with `chimeramix fit-generator --resume --out {run_dir}`")
     if not (run_dir / WEIGHTS_FILE).is_file():
         raise ChimeraMixError(lost_weights(run_dir, "generator"))
-    c = info["config"]
-    G = MixingGenerator(c["ngf"], c["n_res"], c["decoder_res_blocks"])
+    c = generator_from_record(info["config"])
+    G = MixingGenerator(c.ngf, c.n_res, c.decoder_res_blocks)
     tensors, _ = ckpt.load_tensors(run_dir / WEIGHTS_FILE, advice=retrain_advice("generator"))
     ckpt.load_module("generator", G, tensors)
     G.to(device).eval().requires_grad_(False)

@@ -54,12 +54,11 @@ VARIANTS = (
 )
 
 
-def _variants(gen_cfg) -> list[tuple[str, str]]:
-    get = gen_cfg.get if isinstance(gen_cfg, dict) else (lambda k, d=None: getattr(gen_cfg, k, d))
-    kind = get("mask")
+def _variants(gen_cfg: GeneratorConfig) -> list[tuple[str, str]]:
+    kind = gen_cfg.mask
     hits = []
     for field, value, tag, label, only in VARIANTS:
-        v = get(field)
+        v = getattr(gen_cfg, field)
         if (value(v) if callable(value) else v == value) and (only is None or only == kind):
             hits.append((tag.format(v=v), label.format(v=v)))
     return hits
@@ -92,7 +91,7 @@ class ClassifierIdentity:
 
 def classifier_identity(cfg, gen_cfg=None, gen_tag: str = "") -> ClassifierIdentity:
     """The one rule for a classifier run's folder tag and label additions, from its config and its generator's
-    config (run.json's dict or a GeneratorConfig; None without a generator) and config tag (`config_tag`, what
+    config (a GeneratorConfig: config.generator_from_record of a run.json; None without a generator) and config tag (`config_tag`, what
     the generator's folder carries; '' for none). fit-classifier and the launcher's job graph, which names runs
     before their generators have trained, both call it.
 
