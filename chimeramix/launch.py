@@ -240,6 +240,16 @@ def make_executor(launcher: str, job: Job, slurm: SlurmOptions, after: list[str]
 _RAISED = re.compile(r"^(?:[A-Za-z_][\w]*\.)*([A-Za-z_]\w*): (.+)$")
 
 
+def submission_error(e: BaseException, slurm: SlurmOptions) -> str:
+    """sbatch's own complaint, and the way out where it is ours to give: a cluster (or partition) without GPUs
+    refuses the default --slurm-gpus-per-job 1 as an invalid 'gres' specification (seen on Debian's Slurm 22.05)."""
+    text = str(e).strip()
+    line = text.splitlines()[-1] if text else type(e).__name__
+    if "gres" in text.lower() and slurm.gpus_per_job:
+        line += f" (asked for {slurm.gpus_per_job} GPU(s) per job: on a partition without GPUs pass --slurm-gpus-per-job 0)"
+    return f"submission failed: {line}"
+
+
 def job_error(e: BaseException) -> str:
     """The job's own exception line out of the traceback submitit hands back, without its module path."""
     lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
@@ -351,7 +361,7 @@ def launch(jobs: list[Job], launcher: str = "slurm", *, slurm: SlurmOptions | No
                         sub = ex.submit(run_job, j.kind, j.options, str(root), force, job_progress, 30.0, threads)
                         state[d], running[d] = "running", sub
                 except Exception as e:  # sbatch refused (bad partition, account, ...): say so, go on with the rest
-                    finish(d, False, f"submission failed: {str(e).strip().splitlines()[-1] if str(e).strip() else e}")
+                    finish(d, False, submission_error(e, slurm))
                     continue
                 res.submitted[d] = str(sub.job_id)
                 if launcher == "slurm":

@@ -1,0 +1,188 @@
+"""--launcher slurm against a real Slurm: slurmctld and slurmd started here on the loopback address, one node.
+
+Debian's Slurm (slurmctld, slurmd, slurm-client; `.ci/run` installs them) runs as root without munge or
+systemd: `AuthType=auth/none`, `CredType=cred/none`, daemons in the foreground (-D), state, spool and logs in a
+temporary folder, ports of their own, no accounting (so submitit's sacct calls fail, it reports the state
+UNKNOWN, and the launcher must still see each job end: it reads the job's result file). Where Slurm is not
+installed, or this is not root, the tests skip with the reason; in CI (CI set) that is a failure instead.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("submitit")
+
+from conftest import ROOT  # noqa: E402
+
+from chimeramix.experiment import run_experiment  # noqa: E402
+from chimeramix.launch import SlurmOptions  # noqa: E402
+
+DAEMONS = ("slurmctld", "slurmd")
+CPU_JOB = SlurmOptions(gpus_per_job=0, cpus_per_job=1, mem="1G", time="00:10:00")
+GEN = {"steps": 4, "ngf": 4, "ndf": 4, "batch_size": 4}
+CLF = {"steps": 4, "batch_size": 4}
+KW = dict(preset="fast", masks=["grid"], methods="none,chimeramix", device="cpu", gen_options=GEN, clf_options=CLF,
+          launcher="slurm", slurm=CPU_JOB, poll_s=0.5)
+
+
+def _why_not() -> str | None:
+    missing = [d for d in (*DAEMONS, "sbatch", "scontrol", "sinfo") if shutil.which(d) is None]
+    if missing:
+        return f"Slurm is not installed ({', '.join(missing)} not found; Debian: apt-get install slurmctld slurmd slurm-client)"
+    if os.geteuid() != 0:
+        return "slurmd must run as root to start jobs as the submitting user"
+    return None
+
+
+def _free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def _slurm_conf(d: Path) -> str:
+    host = socket.gethostname()
+    node = subprocess.run(["slurmd", "-C"], capture_output=True, text=True, check=True).stdout.splitlines()[0]
+    ctld, slurmd = _free_ports(2)
+    return "\n".join([
+        "ClusterName=chimeramix-test", f"SlurmctldHost={host}(127.0.0.1)", f"SlurmctldPort={ctld}", f"SlurmdPort={slurmd}",
+        "AuthType=auth/none", "CredType=cred/none", "ProctrackType=proctrack/linuxproc", "TaskPlugin=task/none",
+        "SelectType=select/cons_tres", "SelectTypeParameters=CR_Core", "MpiDefault=none", "SlurmUser=root",
+        "SlurmdUser=root", "ReturnToService=2", "JobAcctGatherType=jobacct_gather/none",
+        "AccountingStorageType=accounting_storage/none", "JobCompType=jobcomp/none", "SchedulerParameters=sched_interval=1",
+        # finished jobs stay visible to scontrol for the tests' start and end times
+        "MinJobAge=3600", "KillWait=5",
+        f"StateSaveLocation={d / 'state'}", f"SlurmdSpoolDir={d / 'spool'}", f"SlurmctldPidFile={d / 'slurmctld.pid'}",
+        f"SlurmdPidFile={d / 'slurmd.pid'}", f"SlurmctldLogFile={d / 'slurmctld.log'}", f"SlurmdLogFile={d / 'slurmd.log'}",
+        # the node as slurmd sees it (a mismatch would drain it); jobs share its cores, as tiny runs can
+        f"{node} NodeAddr=127.0.0.1 State=UNKNOWN",
+        f"PartitionName=test Nodes={host} Default=YES MaxTime=INFINITE State=UP OverSubscribe=FORCE:4", ""])
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory):
+    """A running one-node Slurm for this test run; SLURM_CONF points every client (sbatch, squeue, ...) at it."""
+    why = _why_not()
+    if why:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the real-Slurm tests: {why}")
+        pytest.skip(why)
+    d = tmp_path_factory.mktemp("slurm")
+    for sub in ("state", "spool"):
+        (d / sub).mkdir()
+    conf = d / "slurm.conf"
+    conf.write_text(_slurm_conf(d))
+    old = os.environ.get("SLURM_CONF")
+    os.environ["SLURM_CONF"] = str(conf)
+    procs = []
+    try:
+        for daemon in DAEMONS:
+            out = open(d / f"{daemon}.out", "w")
+            procs.append(subprocess.Popen([daemon, "-D", "-f", str(conf)], stdout=out, stderr=subprocess.STDOUT))
+            time.sleep(1)
+        deadline = time.monotonic() + 60
+        while True:
+            r = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True)
+            if r.returncode == 0 and r.stdout.strip() == "idle":
+                break
+            assert all(p.poll() is None for p in procs), (d / "slurmctld.log").read_text()[-2000:]
+            assert time.monotonic() < deadline, f"the node did not become idle: {r.stdout} {r.stderr}"
+            time.sleep(0.5)
+        yield conf
+    finally:
+        for p in reversed(procs):  # by pid: nothing else on the machine is touched
+            p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        if old is None:
+            os.environ.pop("SLURM_CONF", None)
+        else:
+            os.environ["SLURM_CONF"] = old
+
+
+@pytest.fixture
+def folder(make_image_folder):
+    return str(make_image_folder(classes=("ant", "bee"), train=4, test=2, size=16))
+
+
+@pytest.fixture(autouse=True)
+def job_env(monkeypatch):
+    # the jobs inherit this environment (sbatch's --export=ALL): this checkout, one thread on a busy machine
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+
+
+def job_times(job_id: str) -> tuple[datetime, datetime, str]:
+    """Start, end and state of a job as the scheduler records them."""
+    out = subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True, check=True).stdout
+    fields = dict(f.split("=", 1) for f in out.split() if "=" in f)
+    return datetime.fromisoformat(fields["StartTime"]), datetime.fromisoformat(fields["EndTime"]), fields["JobState"]
+
+
+def queue_empty() -> bool:
+    r = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True, check=True)
+    return not r.stdout.strip()
+
+
+def test_the_job_graph_runs_through_the_scheduler_and_a_classifier_starts_after_its_generator(slurm_cluster, folder,
+                                                                                               tmp_path):
+    root = tmp_path / "ck"
+    res = run_experiment(folder, 2, [0], root=root, **KW)
+    assert [r.method for r in res.rows] == ["Baseline", "ChimeraMix+Grid"] and all(r.seeds == [0] for r in res.rows)
+    assert len(res.submitted) == 3
+    ids = {Path(d).name.split("-")[0] + ("-cmx" if "chimeramix" in Path(d).name else ""): i for d, i in res.submitted.items()}
+    # submitit reports a job done once its result file is written; the scheduler records the end a moment later
+    deadline = time.monotonic() + 60
+    while not queue_empty():
+        assert time.monotonic() < deadline, "the finished jobs did not leave the queue"
+        time.sleep(0.2)
+    gen_start, gen_end, gen_state = job_times(ids["gen"])
+    clf_start, _, clf_state = job_times(ids["clf-cmx"])
+    assert gen_state == clf_state == "COMPLETED"
+    assert clf_start >= gen_end >= gen_start  # Slurm's own times: the afterok dependency held it back
+    for d, job_id in res.submitted.items():  # each job's log in its run folder
+        assert (Path(d) / "logs" / f"{job_id}_0_log.out").is_file()
+
+    again = run_experiment(folder, 2, [0], root=root, **KW)
+    assert again.submitted == {}  # every run finished: nothing submitted a second time
+    assert [r.accuracies for r in again.rows] == [r.accuracies for r in res.rows]
+
+
+def test_no_wait_submits_then_the_same_command_collects_the_table_without_resubmitting(slurm_cluster, folder, tmp_path):
+    root = tmp_path / "ck"
+    first = run_experiment(folder, 2, [1], root=root, wait_for_jobs=False, **KW)
+    assert len(first.submitted) == 3 and sorted(first.pending) == sorted(first.submitted)
+    deadline = time.monotonic() + 300
+    while not queue_empty():
+        assert time.monotonic() < deadline, "the submitted jobs did not finish"
+        time.sleep(0.5)
+    collected = run_experiment(folder, 2, [1], root=root, **KW)
+    assert collected.submitted == {} and collected.pending == []
+    assert [r.method for r in collected.rows] == ["Baseline", "ChimeraMix+Grid"]
+
+
+def test_a_gpu_request_on_a_cluster_without_gpus_is_refused_with_the_option_that_fixes_it(slurm_cluster, folder,
+                                                                                         tmp_path):
+    from chimeramix.errors import ChimeraMixError
+
+    with pytest.raises(ChimeraMixError, match=r"submission failed: sbatch: error: .*gres.*--slurm-gpus-per-job 0"):
+        run_experiment(folder, 2, [0], root=tmp_path / "ck", **{**KW, "slurm": SlurmOptions()})
+    assert queue_empty()
