@@ -240,6 +240,19 @@ def make_executor(launcher: str, job: Job, slurm: SlurmOptions, after: list[str]
 _RAISED = re.compile(r"^(?:[A-Za-z_][\w]*\.)*([A-Za-z_]\w*): (.+)$")
 
 
+def _left_the_queue(sub) -> bool:
+    """Whether a Slurm job that submitit does not call done has ended all the same. Without accounting (no
+    slurmdbd) submitit's sacct fails and it reports UNKNOWN forever, so a job cancelled (scancel) or killed before
+    writing its result would be waited for without end; squeue says it is gone or ended. A job that ended with its
+    result is done to submitit first (its result file is written before the job exits)."""
+    from .lock import ENDED_STATES, slurm_job_state
+
+    state = slurm_job_state(str(sub.job_id))
+    if state is None or (state != "GONE" and state.split("+")[0] not in ENDED_STATES):
+        return False
+    return not sub.done()
+
+
 def submission_error(e: BaseException, slurm: SlurmOptions) -> str:
     """sbatch's own complaint, and the way out where it is ours to give: a cluster (or partition) without GPUs
     refuses the default --slurm-gpus-per-job 1 as an invalid 'gres' specification (seen on Debian's Slurm 22.05)."""
@@ -373,6 +386,15 @@ def launch(jobs: list[Job], launcher: str = "slurm", *, slurm: SlurmOptions | No
                 break
             for d, sub in list(running.items()):
                 if not sub.done():
+                    if launcher == "slurm" and _left_the_queue(sub):
+                        del running[d]
+                        if is_finished(by_dir[d]):  # ended after its run finished, before submitit wrote the result
+                            res.run_dirs[d] = d
+                            finish(d, True)
+                        else:
+                            finish(d, False, f"job {sub.job_id} ended without finishing the run (cancelled, or stopped by "
+                                             f"the scheduler; log: {sub.paths.stderr}): run the same command again to "
+                                             "resume it from its last checkpoint")
                     continue
                 del running[d]
                 try:

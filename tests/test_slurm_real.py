@@ -186,3 +186,78 @@ def test_a_gpu_request_on_a_cluster_without_gpus_is_refused_with_the_option_that
     with pytest.raises(ChimeraMixError, match=r"submission failed: sbatch: error: .*gres.*--slurm-gpus-per-job 0"):
         run_experiment(folder, 2, [0], root=tmp_path / "ck", **{**KW, "slurm": SlurmOptions()})
     assert queue_empty()
+
+
+def test_scancel_of_a_running_job_is_reported_and_the_same_command_resumes_it_to_the_uninterrupted_weights(
+        slurm_cluster, folder, tmp_path):
+    import threading
+
+    from safetensors.torch import load_file
+
+    from chimeramix.errors import ChimeraMixError
+
+    clf = {"steps": 400, "batch_size": 4, "checkpoint_every": 25, "log_every": 5}
+    kw = {**KW, "methods": "none", "clf_options": clf}
+    root = tmp_path / "ck"
+    failed = []
+
+    def first():
+        try:
+            run_experiment(folder, 2, [0], root=root, **kw)
+        except ChimeraMixError as e:
+            failed.append(str(e))
+
+    t = threading.Thread(target=first)
+    t.start()
+    deadline = time.monotonic() + 300
+    # cancelled once a checkpoint is behind it, so there is something to resume
+    while not list(root.glob("clf-*/state.safetensors")):
+        assert t.is_alive() and time.monotonic() < deadline, "the job did not reach its first checkpoint"
+        time.sleep(0.1)
+    job = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True, check=True).stdout.split()[0]
+    subprocess.run(["scancel", job], check=True)
+    t.join(timeout=180)
+    assert not t.is_alive(), "the launcher still waits for a cancelled job"
+    # scancel's SIGTERM reaches the training loop: it saves its state and the job reports that
+    assert len(failed) == 1 and "terminated (SIGTERM) at step" in failed[0] and "run the same command" in failed[0], failed
+
+    resumed = run_experiment(folder, 2, [0], root=root, **kw)
+    (run,) = list(root.glob("clf-*"))
+    assert resumed.submitted and (run / "classifier.safetensors").is_file()
+    plain = run_experiment(folder, 2, [0], root=tmp_path / "plain", **{**kw, "launcher": "local", "slurm": None})
+    (ref,) = list((tmp_path / "plain").glob("clf-*"))
+    a, b = load_file(run / "classifier.safetensors"), load_file(ref / "classifier.safetensors")
+    assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
+    assert [r.accuracies for r in resumed.rows] == [r.accuracies for r in plain.rows]
+
+
+def test_a_job_cancelled_before_it_ran_is_reported_instead_of_waited_for(slurm_cluster, folder, tmp_path):
+    """A cancelled job that never ran leaves no result: without accounting submitit calls its state UNKNOWN for
+    ever, and the launcher has to see from squeue that it is gone."""
+    import threading
+
+    from chimeramix.errors import ChimeraMixError
+
+    root = tmp_path / "ck"
+    kw = {**KW, "methods": "chimeramix", "gen_options": {**GEN, "steps": 300}}
+    failed = []
+
+    def launch_it():
+        try:
+            run_experiment(folder, 2, [0], root=root, **kw)
+        except ChimeraMixError as e:
+            failed.append(str(e))
+
+    t = threading.Thread(target=launch_it)
+    t.start()
+    deadline = time.monotonic() + 120
+    pending = ""
+    while not pending:  # the classifier waits for its generator (afterok): cancel it there
+        assert t.is_alive() and time.monotonic() < deadline, "no pending classifier job"
+        pending = subprocess.run(["squeue", "-h", "-t", "PD", "-o", "%i"], capture_output=True, text=True).stdout.strip()
+        time.sleep(0.1)
+    subprocess.run(["scancel", pending.split()[0]], check=True)
+    t.join(timeout=240)
+    assert not t.is_alive(), "the launcher still waits for a job that was cancelled before it ran"
+    assert len(failed) == 1 and f"job {pending.split()[0]} ended without finishing the run" in failed[0], failed
+    assert list(root.glob("gen-*/generator.safetensors"))  # the generator job itself finished
