@@ -15,6 +15,7 @@ from pathlib import Path
 from .config import MAX_SEED, TABLE_PRESET, ClassifierConfig, GeneratorConfig, make_config
 from .errors import ChimeraMixError
 from .fileio import check_writable, write_json
+from .html_report import write_html
 from .methods import build_method, known_methods
 from .progress import SILENT, Progress
 from .report import TABLE_NAMES_EXTRA, Row, Table, group_by_setting, load_results, write_tables
@@ -109,6 +110,7 @@ class ExperimentResult:
     tables: list[Table] = field(default_factory=list)
     table_md: Path | None = None
     table_csv: Path | None = None
+    table_html: Path | None = None  # the same tables with the runs' pictures, one self-contained page
     charts: list[Path] = field(default_factory=list)
     summary_json: Path | None = None
     seconds: dict = field(default_factory=dict)
@@ -244,7 +246,7 @@ def run_experiment(
     job_progress=None,
     poll_s: float = 5.0,
 ) -> ExperimentResult:
-    """Run every (seed, method) pair and write <out>.md, <out>.csv and <out>.json; finished runs are reused.
+    """Run every (seed, method) pair and write <out>.md, <out>.csv, <out>.json and <out>.html; finished runs are reused.
 
     launcher 'local' trains here (`jobs` seeds in parallel processes); 'slurm' and 'submitit-local' make each
     run one job of a graph (chimeramix/launch.py) with `slurm`'s resources (a `launch.SlurmOptions`).
@@ -328,11 +330,13 @@ def run_experiment(
                            submitted=submitted)
     if out:
         out = Path(out)
-        res.table_md, res.table_csv, res.charts = write_tables(tables, out, title or f"{data}, {spc} samples per class, preset {preset}")
+        title = title or f"{data}, {spc} samples per class, preset {preset}"
+        res.table_md, res.table_csv, res.charts = write_tables(tables, out, title)
         res.summary_json = out.with_suffix(".json")
         write_json(res.summary_json, {
             "data": data, "spc": spc, "seeds": list(seeds), "preset": preset, "methods": [f"{n}:{m}" if m else n for n, m in plan],
             "table": [{"setting": t.name, **r.to_dict()} for t in tables for r in t.rows],
             "classifier_runs": clf_runs, "generator_runs": res.generator_runs, "seconds": secs,
         })
+        res.table_html = write_html(tables, out, title, res.charts)  # last: a page that fails must not cost the records
     return res

@@ -155,6 +155,9 @@ RESULT_FIELDS = {
     "split.image_size": FILLED, "split.image_size[]": INT, "config": OBJECT, "config.method_options": OBJECT,
     "classes": LIST, "classes[]": TEXT, "per_class": LIST, "test_size": COUNT,
     "generator_run": optional(TEXT), "generator_config": optional(OBJECT), "device": optional(TEXT),
+    # each test image's predicted class index, in the order the source loads the test set, and that set's
+    # fingerprint (older results have neither: the HTML report then leaves out the section that needs them)
+    "test_predictions": LIST, "test_predictions[]": COUNT, "test_fingerprint": TEXT,
 }
 
 # run.json's layout version. 1: no "schema" key (everything before 2026-12-03). 2: "schema" and "config_tag" (the

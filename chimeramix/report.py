@@ -369,14 +369,20 @@ def table_markdown(rows: list[Row], title: str = "") -> str:
     head, cells = table_cells(rows)
     lines = ([f"## {title}", ""] if title else []) + ["| " + " | ".join(head) + " |", "| --- |" + " ---: |" * (len(head) - 1)]
     lines += ["| " + " | ".join(c) + " |" for c in cells]
+    lines += [""] + table_notes(rows)
+    return "\n".join(lines) + "\n"
+
+
+def table_notes(rows: list[Row]) -> list[str]:
+    """What a table's figures are, a sentence a line (below the markdown table and the HTML one)."""
     n = len({s for r in rows for s in r.seeds})
-    lines += ["", f"Test accuracy in percent; std is the sample standard deviation over seeds (n - 1, {NA} for one seed); "
-                  f"n = {n} seed{'s' if n != 1 else ''}."]
+    notes = [f"Test accuracy in percent; std is the sample standard deviation over seeds (n - 1, {NA} for one seed); "
+             f"n = {n} seed{'s' if n != 1 else ''}."]
     if any(r.vs_baseline is not None for r in rows):
-        lines.append("Δ: method minus Baseline in accuracy points (each seed's in parentheses beside it), averaged over the "
+        notes.append("Δ: method minus Baseline in accuracy points (each seed's in parentheses beside it), averaged over the "
                      "paired n seeds both ran; 95% confidence interval from the paired t distribution (df = n - 1), p from "
                      f"the two-sided paired t-test, both {NA} below 2 pairs; * marks an interval that excludes 0.")
-    return "\n".join(lines) + "\n"
+    return notes
 
 
 CSV_COLUMNS = ["setting", "method", "mean", "std", "n", "seeds", "accuracies", "diffs", "diff_mean", "ci_low", "ci_high", "p",

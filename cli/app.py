@@ -159,7 +159,7 @@ MaskResize = Annotated[Optional[str], typer.Option(help=f"Pixel mask to feature 
 
 # --out is a folder everywhere (a run folder, an export folder) or, on predict, the one file it names. Commands that
 # write several tables take a file-name prefix, which is --out-prefix; their old spelling --out still works, unlisted.
-OutPrefix = Annotated[Optional[Path], typer.Option("--out-prefix", help="File-name prefix of the written tables (not a folder): <prefix>.md, <prefix>.csv and a chart <prefix>.png; experiment also <prefix>.json. E.g. results/cifair10-spc5. [default: print only]")]
+OutPrefix = Annotated[Optional[Path], typer.Option("--out-prefix", help="File-name prefix of the written tables (not a folder): <prefix>.md, <prefix>.csv, a chart <prefix>.png and one self-contained page <prefix>.html (tables, chart, sample grids, per-class figures); experiment also <prefix>.json. E.g. results/cifair10-spc5. [default: print only]")]
 OldOut = Annotated[Optional[Path], typer.Option("--out", hidden=True, help="The old spelling of --out-prefix.")]
 # --out is the output folder's one name on every command; scripts written with the stages' old --out-dir still run
 OldOutDir = Annotated[Optional[Path], typer.Option("--out-dir", hidden=True, help="The old spelling of --out.")]
@@ -427,12 +427,14 @@ def report(
 
     Runs that differ in anything but method and seed (data, spc, preset, steps, ...) go in separate tables.
     """
+    from chimeramix.html_report import write_html
     from chimeramix.report import load_tables, write_tables
 
     out_stem = _prefix(out_stem, old_out)
     tables = load_tables(runs or [])
     if out_stem:  # first: an unwritable --out fails before anything is printed
         md, cs, charts = write_tables(tables, out_stem, title)
+        page = write_html(tables, out_stem, title, charts)
     if as_json:
         print(json.dumps([{"setting": t.name, **r.to_dict()} for t in tables for r in t.rows], indent=2))
     else:
@@ -441,7 +443,7 @@ def report(
         for t in tables:
             _print_table(t, title if len(tables) == 1 else "")
     if out_stem and not as_json:
-        out.print(escape(f"wrote {md}, {cs} and {', '.join(map(str, charts))}"), highlight=False, soft_wrap=True)
+        out.print(escape(f"wrote {md}, {cs}, {page} and {', '.join(map(str, charts))}"), highlight=False, soft_wrap=True)
 
 
 def _print_table(table, title: str = "") -> None:
@@ -531,7 +533,7 @@ def experiment(
             slurm=L.slurm_options(slurm_partition, slurm_gpus_per_job, slurm_cpus_per_job, slurm_mem, slurm_time, slurm_array_parallelism),
         )
     if as_json:
-        files = {"md": res.table_md, "csv": res.table_csv, "json": res.summary_json, "charts": res.charts}
+        files = {"md": res.table_md, "csv": res.table_csv, "json": res.summary_json, "html": res.table_html, "charts": res.charts}
         print(json.dumps({
             "table": [{"setting": t.name, **r.to_dict()} for t in res.tables for r in t.rows],
             "classifier_runs": [r.get("run_dir") for r in res.results], "generator_runs": res.generator_runs,
@@ -550,7 +552,8 @@ def experiment(
     if res.generator_runs:
         out.print(escape(f"sample grid: {Path(res.generator_runs[0]) / 'samples.png'}"), highlight=False, soft_wrap=True)
     if res.table_md:
-        out.print(escape(f"wrote {res.table_md}, {res.table_csv}, {res.summary_json} and {', '.join(map(str, res.charts))}"),
+        out.print(escape(f"wrote {res.table_md}, {res.table_csv}, {res.summary_json}, {res.table_html} and "
+                         f"{', '.join(map(str, res.charts))}"),
                   highlight=False, soft_wrap=True)
 
 

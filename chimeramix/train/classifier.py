@@ -231,6 +231,8 @@ def fit_classifier(cfg: ClassifierConfig, *, resume: bool | str = False, force: 
             "generator_config": generator_recipe(gen_info["config"]) if gen_info is not None else None,
             "train_seconds": train_s, "eval_seconds": eval_s,
             "final_losses": losses,
+            # per image, so a report can show which test images a method gets right that another gets wrong
+            "test_predictions": pred.tolist(), "test_fingerprint": test.fingerprint,
         }
         ckpt.save_tensors(stage.run.file(WEIGHTS_FILE), ckpt.module_tensors("classifier", trainer.model),
                           {"config": config, "split": prep.split.key(), "classes": list(test.classes)})
@@ -238,7 +240,8 @@ def fit_classifier(cfg: ClassifierConfig, *, resume: bool | str = False, force: 
         save_confusion(stage.run.file("confusion.png"), metrics["confusion"], list(test.classes),
                        title=f"{method.label}: {100 * metrics['accuracy']:.2f}%")
         write_text(stage.run.file("report.md"), run_markdown(result))
-        stage.finish(result=result)
+        # run.json stays small (experiment reads it to reuse runs): the per-image predictions live in result.json only
+        stage.finish(result={k: v for k, v in result.items() if k != "test_predictions"})
         return ClassifierResult(stage.out, metrics["accuracy"], result)
 
 
