@@ -19,7 +19,7 @@ SWEEP_DATASETS ?= cifair10,stl10
 SWEEP_SPC ?= 5,10,20
 EXTRA ?=
 # the CPU protocol's measured table that `make demo` prints after its own run (docs/results.md)
-DEMO_RECORDED ?= results/cpu-bf16-cifar10-spc10-confirm.json results/cpu-bf16-cifar10-spc10-envelope.json results/cpu-bf16-cifar10-spc5-envelope.json \
+DEMO_RECORDED ?= results/cpu-bf16-cifar10-spc10-confirm.json results/cpu-bf16-cifar10-spc5-confirm.json results/cpu-bf16-cifar10-spc10-envelope.json results/cpu-bf16-cifar10-spc5-envelope.json \
 	results/cpu-bf16-cifar10-spc10-gen4000.json
 
 .PHONY: setup test demo bench sweep clean-venv help
