@@ -268,3 +268,17 @@ def test_a_job_cancelled_before_it_ran_is_reported_instead_of_waited_for(slurm_c
     assert not t.is_alive(), "the launcher still waits for a job that was cancelled before it ran"
     assert len(failed) == 1 and f"job {pending} ended without finishing the run" in failed[0], failed
     assert "1 of 2 runs failed" in failed[0]  # the generator job itself finished
+
+
+def test_array_parallelism_one_runs_one_job_at_a_time_by_the_schedulers_own_times(slurm_cluster, folder, tmp_path):
+    from dataclasses import replace
+
+    kw = {**KW, "methods": "none,mixup", "slurm": replace(CPU_JOB, array_parallelism=1)}
+    res = run_experiment(folder, 2, [0], root=tmp_path / "ck", **kw)
+    assert len(res.submitted) == 2 and [r.method for r in res.rows] == ["Baseline", "MixUp"]
+    deadline = time.monotonic() + 60
+    while not queue_empty():
+        assert time.monotonic() < deadline, "the finished jobs did not leave the queue"
+        time.sleep(0.2)
+    (s1, e1, _), (s2, e2, _) = sorted(job_times(i) for i in res.submitted.values())
+    assert e1 <= s2  # the second started only after the first ended (Slurm's singleton dependency)
