@@ -135,6 +135,25 @@ def job_env(monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
 
 
+def launch_in_background(folder, root, kw):
+    """run_experiment in a thread (the test cancels a job meanwhile); returns the thread and the errors it raised."""
+    import threading
+
+    from chimeramix.errors import ChimeraMixError
+
+    failed: list[str] = []
+
+    def run():
+        try:
+            run_experiment(folder, 2, [0], root=root, **kw)
+        except ChimeraMixError as e:
+            failed.append(str(e))
+
+    t = threading.Thread(target=run)
+    t.start()
+    return t, failed
+
+
 def job_times(job_id: str) -> tuple[datetime, datetime, str]:
     """Start, end and state of a job as the scheduler records them."""
     out = subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True, check=True).stdout
@@ -195,25 +214,12 @@ def test_a_gpu_request_on_a_cluster_without_gpus_is_refused_with_the_option_that
 
 def test_scancel_of_a_running_job_is_reported_and_the_same_command_resumes_it_to_the_uninterrupted_weights(
         slurm_cluster, folder, tmp_path):
-    import threading
-
     from safetensors.torch import load_file
-
-    from chimeramix.errors import ChimeraMixError
 
     clf = {"steps": 400, "batch_size": 4, "checkpoint_every": 25, "log_every": 5}
     kw = {**KW, "methods": "none", "clf_options": clf}
     root = tmp_path / "ck"
-    failed = []
-
-    def first():
-        try:
-            run_experiment(folder, 2, [0], root=root, **kw)
-        except ChimeraMixError as e:
-            failed.append(str(e))
-
-    t = threading.Thread(target=first)
-    t.start()
+    t, failed = launch_in_background(folder, root, kw)
     deadline = time.monotonic() + 300
     # cancelled once a checkpoint is behind it, so there is something to resume
     while not list(root.glob("clf-*/state.safetensors")):
@@ -239,22 +245,9 @@ def test_scancel_of_a_running_job_is_reported_and_the_same_command_resumes_it_to
 def test_a_job_cancelled_before_it_ran_is_reported_instead_of_waited_for(slurm_cluster, folder, tmp_path):
     """A cancelled job that never ran leaves no result: without accounting submitit calls its state UNKNOWN for
     ever, and the launcher has to see from squeue that it is gone."""
-    import threading
-
-    from chimeramix.errors import ChimeraMixError
-
     root = tmp_path / "ck"
     kw = {**KW, "methods": "chimeramix", "gen_options": {**GEN, "steps": 300}}
-    failed = []
-
-    def launch_it():
-        try:
-            run_experiment(folder, 2, [0], root=root, **kw)
-        except ChimeraMixError as e:
-            failed.append(str(e))
-
-    t = threading.Thread(target=launch_it)
-    t.start()
+    t, failed = launch_in_background(folder, root, kw)
     deadline = time.monotonic() + 120
     pending = ""
     while not pending:  # the classifier waits for its generator (afterok): cancel it there
