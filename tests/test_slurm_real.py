@@ -214,6 +214,7 @@ def test_a_gpu_request_on_a_cluster_without_gpus_is_refused_with_the_option_that
 
 def test_scancel_of_a_running_job_is_reported_and_the_same_command_resumes_it_to_the_uninterrupted_weights(
         slurm_cluster, folder, tmp_path):
+    import torch
     from safetensors.torch import load_file
 
     clf = {"steps": 400, "batch_size": 4, "checkpoint_every": 25, "log_every": 5}
@@ -235,7 +236,16 @@ def test_scancel_of_a_running_job_is_reported_and_the_same_command_resumes_it_to
     resumed = run_experiment(folder, 2, [0], root=root, **kw)
     (run,) = list(root.glob("clf-*"))
     assert resumed.submitted and (run / "classifier.safetensors").is_file()
-    plain = run_experiment(folder, 2, [0], root=tmp_path / "plain", **{**kw, "launcher": "local", "slurm": None})
+    # the reference trains on as many threads as the Slurm job had (cpus_per_job 1): a float sum split over
+    # another number of threads rounds differently, and in CI (no OMP_NUM_THREADS) this process has two
+    threads = torch.get_num_threads()
+    torch.set_num_threads(CPU_JOB.cpus_per_job)
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("OMP_NUM_THREADS", str(CPU_JOB.cpus_per_job))  # run_job leaves the count alone then
+            plain = run_experiment(folder, 2, [0], root=tmp_path / "plain", **{**kw, "launcher": "local", "slurm": None})
+    finally:
+        torch.set_num_threads(threads)
     (ref,) = list((tmp_path / "plain").glob("clf-*"))
     a, b = load_file(run / "classifier.safetensors"), load_file(ref / "classifier.safetensors")
     assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
