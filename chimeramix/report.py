@@ -204,6 +204,9 @@ def setting_of(result: dict) -> dict:
     """
     split = result.get("split", {})
     setting = {k: split.get(k) for k in ("source", "spc", "image_size", "fingerprint")}
+    # the data as the user named it (a folder's resolved path names the machine that ran it, not the data); the
+    # fingerprint beside it says which images those were
+    setting["source"] = result.get("config", {}).get("data") or split.get("source")
     setting.update({k: v for k, v in sorted(result.get("config", {}).items()) if k not in _NOT_SETTING})
     setting["precision"] = precision_of(result)
     return setting
@@ -268,10 +271,12 @@ def _describe(settings: list[dict]) -> list[str]:
     """Names for tables: data, spc, preset and steps always, then whatever else differs between them."""
     always = ("source", "spc", "preset", "steps")
     keys = list(dict.fromkeys(k for s in settings for k in s))
-    differ = [k for k in keys if k not in always and len({_value(s.get(k)) for s in settings}) > 1]
+    differ = [k for k in keys if k not in (*always, "fingerprint") and len({_value(s.get(k)) for s in settings}) > 1]
     names = []
     for s in settings:
         parts = [f"{k} {_value(s[k])}" for k in always[:3] if s.get(k) is not None]
+        if s.get("fingerprint") and parts and parts[0].startswith("source "):
+            parts[0] += f" (fingerprint {s['fingerprint']})"
         if s.get("steps") is not None:
             parts.append(f"{s['steps']} steps")
         parts += [f"{k.replace('_', ' ')} {_value(s.get(k, '-'))}" for k in differ]
@@ -284,7 +289,9 @@ def group_by_setting(results: list[dict]) -> list[Table]:
     by: dict[str, tuple[dict, list[dict]]] = {}
     for r in results:
         s = setting_of(r)
-        by.setdefault(json.dumps(s, sort_keys=True, default=str), (s, []))[1].append(r)
+        # one data set named two ways (a relative and an absolute path) is one setting: its fingerprint decides
+        key = {k: v for k, v in s.items() if not (k == "source" and s.get("fingerprint"))}
+        by.setdefault(json.dumps(key, sort_keys=True, default=str), (s, []))[1].append(r)
     settings = [s for s, _ in by.values()]
     return [Table(name, s, _rows(rs)) for name, (s, rs) in zip(_describe(settings), by.values())]
 

@@ -162,7 +162,7 @@ MaskResize = Annotated[Optional[str], typer.Option(help=f"Pixel mask to feature 
 OutPrefix = Annotated[Optional[Path], typer.Option("--out-prefix", help="File-name prefix of the written tables (not a folder): <prefix>.md, <prefix>.csv, a chart <prefix>.png and one self-contained page <prefix>.html (tables, chart, sample grids, per-class figures); experiment also <prefix>.json. E.g. results/cifair10-spc5. [default: print only]")]
 OldOut = Annotated[Optional[Path], typer.Option("--out", hidden=True, help="The old spelling of --out-prefix.")]
 # --out is the output folder's one name on every command; scripts written with the stages' old --out-dir still run
-OldOutDir = Annotated[Optional[Path], typer.Option("--out-dir", hidden=True, help="The old spelling of --out.")]
+OldOutDir = Annotated[Optional[Path], typer.Option("--out-dir", help="The old spelling of --out, still accepted (use --out).")]
 
 
 def _prefix(prefix: Optional[Path], old: Optional[Path]) -> Optional[Path]:

@@ -172,6 +172,22 @@ def test_what_splits_a_table_and_what_does_not():
                                         "source x, spc 5, preset fast, 1000 steps, arch wrn16-8"]
 
 
+def test_a_folder_is_named_as_the_user_gave_it_with_its_fingerprint_and_two_spellings_of_it_are_one_setting():
+    def run(seed, acc, data, fingerprint="0123456789abcdef"):
+        r = _result("Baseline", seed, acc, data=data)
+        r["split"].update(source="/home/someone/shared/data/cifar10", fingerprint=fingerprint)
+        return r
+
+    (table,) = group_by_setting([run(0, 0.30, "../shared/data/cifar10"), run(1, 0.32, "/home/someone/shared/data/cifar10")])
+    # the path as given first, not the machine's resolved path; the fingerprint says which images
+    assert table.name == "source ../shared/data/cifar10 (fingerprint 0123456789abcdef), spc 5, preset fast, 1000 steps"
+    assert table.rows[0].seeds == [0, 1]
+    # the same path holding other images is another setting
+    other = group_by_setting([run(0, 0.30, "data"), run(0, 0.40, "data", fingerprint="fedcba9876543210")])
+    assert [t.name.split(",")[0] for t in other] == ["source data (fingerprint 0123456789abcdef)",
+                                                     "source data (fingerprint fedcba9876543210)"]
+
+
 def test_method_options_split_rows_but_the_seed_inside_them_does_not():
     results = [_result("MixUp", s, 0.30 + s / 100, options={"alpha": 0.2}) for s in (0, 1)]
     results += [_result("MixUp", s, 0.40, options={"alpha": 1.0}) for s in (0, 1)]
