@@ -39,10 +39,13 @@ class DataOptions:
     channels_last: str = "auto"
     fused: str = "auto"
     compile: str = "off"
+    # TensorBoard event files in the run folder (chimeramix/tblog.py): auto = when the package is installed
+    tensorboard: str = "auto"
 
 
 # Options that do not change what a run computes; resuming or reusing a run may change them.
-RUNTIME_FIELDS = ("device", "data_dir", "log_every", "checkpoint_every", "checkpoint_minutes", "out", "eval_batch", "amp", "channels_last", "fused", "compile")
+RUNTIME_FIELDS = ("device", "data_dir", "log_every", "checkpoint_every", "checkpoint_minutes", "out", "eval_batch", "amp",
+                  "channels_last", "fused", "compile", "tensorboard", "sample_every")
 
 
 # The default preset, decided here for every command: a single stage (fit-generator, fit-classifier) is a first
@@ -99,6 +102,8 @@ class GeneratorConfig(DataOptions):
     # 10 minutes on a slow device, whichever comes first.
     checkpoint_every: int = 500
     checkpoint_minutes: float = 10.0
+    # the sample grid of compositions in TensorBoard every N steps; None: ten pictures over the run
+    sample_every: int | None = None
     out: str | None = None
 
 
@@ -257,6 +262,9 @@ def check_config(cfg) -> None:
     _whole(cfg, "log_every", 1)
     _whole(cfg, "checkpoint_every", 1)
     _real(cfg, "checkpoint_minutes", above=0, optional=True)
+    from .tblog import resolve as resolve_tensorboard
+
+    resolve_tensorboard(cfg.tensorboard)  # --tensorboard without the package: refused before anything is read
     if isinstance(cfg, GeneratorConfig):
         _real(cfg, "lr", above=0)
         _real(cfg, "beta1", at_least=0, below=1)
@@ -266,6 +274,7 @@ def check_config(cfg) -> None:
         _real(cfg, "lr_gamma", above=0)
         _real(cfg, "d_lr", above=0, optional=True)
         _whole(cfg, "d_every", 1)
+        _whole(cfg, "sample_every", 1, optional=True)
         _real(cfg, "warmup", at_least=0, below=1)
         check_milestones(cfg.lr_milestones)
         for name in ("ngf", "ndf", "lap_levels", "grid_k"):

@@ -22,6 +22,12 @@ def _mpl():
 
 def save_grid(path: str | Path, columns: list[torch.Tensor], pad: int = 2) -> None:
     """Save rows of images; `columns` is a list of N x 3 x H x W tensors in [0, 1] (masks may be N x 1)."""
+    with atomic_path(path) as tmp:
+        save_image(grid_picture(columns, pad), str(tmp), format="png")
+
+
+def grid_picture(columns: list[torch.Tensor], pad: int = 2) -> torch.Tensor:
+    """The 3 x H x W picture save_grid writes (TensorBoard shows the same one)."""
     cols = [c.expand(-1, 3, -1, -1) if c.shape[1] == 1 else c for c in columns]
     size = cols[0].shape[-1]
     cols = [F.interpolate(c, size=(size, size), mode="nearest") if c.shape[-1] != size else c for c in cols]
@@ -31,8 +37,7 @@ def save_grid(path: str | Path, columns: list[torch.Tensor], pad: int = 2) -> No
     scale = max(1, 64 // size)  # small images get blown up so a person can see them
     if scale > 1:
         grid = F.interpolate(grid[None], scale_factor=scale, mode="nearest")[0]
-    with atomic_path(path) as tmp:
-        save_image(grid, str(tmp), format="png")
+    return grid
 
 
 METRICS_DAMAGED = "the run's metrics record is damaged: delete that line, or --force to start the run over"

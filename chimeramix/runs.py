@@ -142,7 +142,8 @@ def _leftover(name: str) -> bool:
 
 
 def _ours(name: str) -> bool:
-    return name in OWN_FILES or _leftover(name)
+    # TensorBoard's event files (chimeramix/tblog.py) carry a timestamp and host name in their names
+    return name in OWN_FILES or _leftover(name) or name.startswith("events.out.tfevents.")
 
 
 def _clear(path: Path) -> None:

@@ -175,6 +175,15 @@ Amp = Annotated[str, typer.Option(help="bf16 autocast: auto (on for CUDA), on or
 ChannelsLast = Annotated[str, typer.Option(help="channels_last memory format: auto (on), on or off.")]
 Fused = Annotated[str, typer.Option(help="Fused optimizer steps: auto (on), on or off.")]
 Compile = Annotated[str, typer.Option(help="torch.compile the networks: off, on, or graphs (CUDA graphs, mode reduce-overhead).")]
+TensorBoard = Annotated[Optional[bool], typer.Option(
+    "--tensorboard/--no-tensorboard",
+    help="Write TensorBoard event files into each run folder (losses, learning rates, sample grids, test accuracy, "
+         "config as hyperparameters); `tensorboard --logdir <checkpoints>` shows every run. Needs the tensorboard "
+         "package: pip install 'chimeramix[tensorboard]'. [default: on when the package is installed]")]
+
+
+def _tensorboard(flag: Optional[bool]) -> str:
+    return {None: "auto", True: "on", False: "off"}[flag]
 
 
 def _speed(amp, channels_last, fused, compile) -> dict:
@@ -224,6 +233,7 @@ STAGE_OPTIONS = (
     ("channels_last", ChannelsLast, DataOptions.channels_last),
     ("fused", Fused, DataOptions.fused),
     ("compile", Compile, DataOptions.compile),
+    ("tensorboard", TensorBoard, None),
     ("log_every", LogEvery, None),
     ("checkpoint_every", CheckpointEvery, None),
     ("checkpoint_minutes", CheckpointMinutes, None),
@@ -252,7 +262,8 @@ def stage_options(fn):
         if out_dir is not None and old is not None and out_dir != old:
             raise ChimeraMixError(f"--out {out_dir} and --out-dir {old} name two run folders: pass --out only")
         out_dir = out_dir if out_dir is not None else old
-        common = {**given, "out": str(out_dir) if out_dir else None, "data_dir": str(data_dir) if data_dir else None}
+        common = {**given, "out": str(out_dir) if out_dir else None, "data_dir": str(data_dir) if data_dir else None,
+                  "tensorboard": _tensorboard(given.pop("tensorboard"))}
         return fn(*args, common=common, run=run, **kwargs)
 
     wrapper.__signature__ = sig.replace(parameters=[*own, *shared])
@@ -299,6 +310,7 @@ def fit_generator_cmd(
     d_every: Annotated[Optional[int], typer.Option(help=f"Update the discriminator every N generator steps (N > 1 weakens it). {_default(G, 'd_every')}")] = None,
     warmup: Annotated[Optional[float], typer.Option(help=f"Linear learning-rate warm-up over this fraction of the steps. {_default(G, 'warmup')}")] = None,
     lr_milestones: Annotated[Optional[str], typer.Option(help=f"Learning-rate drops (x {G.lr_gamma:g} each) at these fractions of training, comma-separated. {_milestones_default()}")] = None,
+    sample_every: Annotated[Optional[int], typer.Option(help="With --tensorboard: the sample grid of compositions every N steps. [default: ten over the run]")] = None,
     common: dict = None,
     run: dict = None,
 ):
@@ -311,6 +323,7 @@ def fit_generator_cmd(
         work_size=work_size, decoder_res_blocks=decoder_res_blocks, seg_mask=seg_mask, grid_offset=grid_offset,
         mask_resize=mask_resize, seg_input=seg_input, d_step=d_step, grid_k=grid_k, parents=parents, seg_scale=seg_scale,
         seg_min_size=seg_min_size, d_lr=d_lr, d_every=d_every, warmup=warmup, lr_milestones=_fractions(lr_milestones),
+        sample_every=sample_every,
     )
     with _progress(run["quiet"] or run["as_json"]) as p:
         r = fit_generator(cfg, resume=run["resume"], force=run["force"], progress=p, root=run["checkpoints"])
@@ -507,6 +520,7 @@ def experiment(
     channels_last: ChannelsLast = "auto",
     fused: Fused = "auto",
     compile: Compile = "off",
+    tensorboard: TensorBoard = None,
     checkpoints: Checkpoints = Path("checkpoints"),
     force: Annotated[bool, typer.Option(help="Retrain runs that already finished.")] = False,
     quiet: Quiet = False,
@@ -522,7 +536,8 @@ def experiment(
     masks = {"both": ["grid", "seg"], "seg": ["seg"], "grid": ["grid"]}.get(mask)
     if masks is None:
         raise ChimeraMixError(f"unknown --mask '{mask}': choose seg, grid or both")
-    common = {"data_dir": str(data_dir) if data_dir else None, "image_size": image_size, **_speed(amp, channels_last, fused, compile)}
+    common = {"data_dir": str(data_dir) if data_dir else None, "image_size": image_size, **_speed(amp, channels_last, fused, compile),
+              "tensorboard": _tensorboard(tensorboard)}
     with _progress(quiet or as_json) as p:
         res = run_experiment(
             data, spc, parse_seeds(seeds), preset=preset, masks=masks, methods=methods, device=device, out=out_stem,

@@ -240,9 +240,22 @@ def fit_classifier(cfg: ClassifierConfig, *, resume: bool | str = False, force: 
         save_confusion(stage.run.file("confusion.png"), metrics["confusion"], list(test.classes),
                        title=f"{method.label}: {100 * metrics['accuracy']:.2f}%")
         write_text(stage.run.file("report.md"), run_markdown(result))
+        if stage.tb is not None:
+            _log_test(stage.tb, result, cfg.steps)
         # run.json stays small (experiment reads it to reuse runs): the per-image predictions live in result.json only
         stage.finish(result={k: v for k, v in result.items() if k != "test_predictions"})
         return ClassifierResult(stage.out, metrics["accuracy"], result)
+
+
+def _log_test(tb, result: dict, step: int) -> None:
+    """The test set's accuracies in TensorBoard (per class: recall, the share of its images classified right), and
+    the run's config as hyperparameters next to them."""
+    final = {"test/accuracy": result["accuracy"], "test/mean_class_accuracy": result["mean_class_accuracy"]}
+    for tag, v in final.items():
+        tb.scalar(tag, v, step)
+    for r in result["per_class"]:
+        tb.scalar(f"test/class/{r['class']}", r["recall"], step)
+    tb.hparams({**result["config"], "label": result["label"]}, final)
 
 
 def finished_classifier(run_dir: str | Path) -> dict:

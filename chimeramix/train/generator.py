@@ -19,7 +19,7 @@ from ..errors import ChimeraMixError
 from ..losses import laplacian_sum, lsgan, reconstruction
 from ..memory import check_generator_fits
 from ..models import MixingGenerator, PatchDiscriminator
-from ..plots import save_grid
+from ..plots import grid_picture, save_grid
 from ..progress import SILENT, Progress
 from ..runs import lost_weights, retrain_advice
 from ..speed import SpeedOptions, bf16_warning
@@ -181,14 +181,34 @@ def fit_generator(cfg: GeneratorConfig, *, resume: bool | str = False, force: bo
         data = device_data(cfg, prep.subset, prep.device, cfg.seed)
         trainer = GeneratorTrainer(cfg, data, rng, speed)
         total = cfg.steps
+        step = lambda s: trainer.step(s, total)  # noqa: E731
+        if stage.tb is not None:
+            step = _with_samples(step, stage.tb, trainer.G, data, cfg)
         t0 = time.perf_counter()
-        losses = stage.train(trainer.state(), lambda s: trainer.step(s, total), record="step")
+        losses = stage.train(trainer.state(), step, record="step")
         train_s = time.perf_counter() - t0
         save_generator(stage.run.file(WEIGHTS_FILE), trainer.G, trainer.D, config, prep.split.key())
-        save_samples(stage.run.file("samples.png"), trainer.G, data, cfg)
+        columns = sample_columns(trainer.G, data, cfg)
+        save_grid(stage.run.file("samples.png"), columns)
+        if stage.tb is not None:
+            stage.tb.image("samples", grid_picture(columns), total)
+            stage.tb.hparams(config, {f"train/{k}": v for k, v in losses.items()})
         # as the classifier's result: this process's training time (a resumed run counts its last part only)
         stage.finish(losses=losses, train_seconds=train_s)
         return GeneratorResult(stage.out, total, losses)
+
+
+def _with_samples(step_fn, tb, G, data: DeviceData, cfg: GeneratorConfig):
+    """step_fn, plus the sample grid in TensorBoard every cfg.sample_every steps (default: ten over the run)."""
+    every = cfg.sample_every or max(1, cfg.steps // 10)
+
+    def step(s: int):
+        out = step_fn(s)
+        if (s + 1) % every == 0 and s + 1 < cfg.steps:  # the last one is taken from the finished generator
+            tb.image("samples", grid_picture(sample_columns(G, data, cfg)), s + 1)
+        return out
+
+    return step
 
 
 def save_generator(path, G, D, config: dict, split_key: dict) -> None:
@@ -214,10 +234,16 @@ def load_generator(run_dir: str | Path, device) -> tuple[MixingGenerator, dict]:
     return G, info
 
 
-@torch.no_grad()
 def save_samples(path, G: MixingGenerator, data: DeviceData, cfg: GeneratorConfig, rows: int = 8) -> None:
     """Figure 2 of the paper: the K parents, their K reconstructions, then three masks with their compositions
     (a pair's mask white where x1 is kept; with K > 2 parent j at grey level 1 - 2 j / (K - 1))."""
+    save_grid(path, sample_columns(G, data, cfg, rows))
+
+
+@torch.no_grad()
+def sample_columns(G: MixingGenerator, data: DeviceData, cfg: GeneratorConfig, rows: int = 8) -> list[torch.Tensor]:
+    """The columns of save_samples' picture, in [0, 1]; the same images and masks every time (their own seeded
+    generator), so pictures taken during training show one composition improving. The training RNG is not used."""
     k = cfg.parents
     rng = torch.Generator(device=data.device).manual_seed(12345)
     cls = torch.arange(rows, device=data.device) % len(data.classes)
@@ -235,4 +261,4 @@ def save_samples(path, G: MixingGenerator, data: DeviceData, cfg: GeneratorConfi
         # shown at the images' resolution so the picture lines up with the parents
         cols += [M.assignment_picture(w, xs[0].shape[-1]), G.decoder(G.mix(fs, w))]
     G.train(was_training)
-    save_grid(path, [denormalize(c) for c in cols])
+    return [denormalize(c) for c in cols]

@@ -128,6 +128,7 @@ def run_steps(
     checkpoint_every: int = 500,
     checkpoint_minutes: float | None = None,
     record: str = "step",
+    tb=None,
 ) -> dict[str, float]:
     """Run step_fn for steps [start, total); returns the mean losses of the last logged interval.
 
@@ -136,6 +137,7 @@ def run_steps(
     metrics.jsonl (each step, or the interval mean if record='mean') and shown.
     A resumable checkpoint is saved every `checkpoint_every` steps, and at the
     first log point after `checkpoint_minutes` without one (slow devices).
+    `tb` (a tblog.TBLog) gets the same rows and the optimizers' learning rates.
     """
     start = 0
     state_path, metrics_path = run.file(STATE_FILE), run.file(METRICS_FILE)
@@ -147,6 +149,8 @@ def run_steps(
         metrics_path.write_text("")
     info.update(step=start, total_steps=total)
     run.write_info(info)
+    if tb is not None:
+        tb.begin(start, run.resumed)
 
     checkpoint_every = max(log_every, (checkpoint_every // log_every) * log_every)
     flag: dict = {}
@@ -177,12 +181,16 @@ def run_steps(
                 f"{keys[col]} became {values[row, col].item()} at step {first + row}; stopped. "
                 f"The last good checkpoint (step {good}) is kept in {run.path}: run again with a lower --lr and --force (a resumed run must keep its config)"
             )
+        if record == "step":
+            rows = [{"step": first + i, **dict(zip(keys, r))} for i, r in enumerate(values.tolist())]
+        else:
+            rows = [{"step": done, **dict(zip(keys, values.mean(0).tolist()))}]
         with open(metrics_path, "a") as f:
-            if record == "step":
-                for i, r in enumerate(values.tolist()):
-                    f.write(json.dumps({"step": first + i, **dict(zip(keys, r))}) + "\n")
-            else:
-                f.write(json.dumps({"step": done, **dict(zip(keys, values.mean(0).tolist()))}) + "\n")
+            f.writelines(json.dumps(r) + "\n" for r in rows)
+        if tb is not None:
+            tb.rows(rows)
+            tb.learning_rates(done, state.optimizers)
+            tb.flush()
         buffer.clear()
         return dict(zip(keys, values.mean(0).tolist()))
 

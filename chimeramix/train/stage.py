@@ -20,6 +20,8 @@ from ..fileio import check_name_fits
 from ..plots import read_metrics, save_loss_curves
 from ..progress import Progress
 from ..runs import METRICS_FILE, SPLIT_FILE, STATE_FILE, RunDir, new_info, prepare
+from ..tblog import TBLog
+from ..tblog import resolve as resolve_tensorboard
 from .loop import TrainState, run_steps
 from .setup import Prepared, run_folder
 
@@ -34,6 +36,7 @@ class Stage:
     progress: Progress
     config_tag: str = ""  # what the folder name carries of the run's settings away from its preset (setup.config_tag)
     info: dict = field(default_factory=dict)
+    tb: TBLog | None = None  # TensorBoard event files in the run folder (cfg.tensorboard)
 
     @property
     def out(self) -> Path:
@@ -47,6 +50,8 @@ class Stage:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
+        if self.tb is not None:
+            self.tb.close()
         self.run.__exit__(exc_type, exc, tb)  # releases the lock; a run that never wrote run.json leaves nothing
 
     def begin(self) -> dict:
@@ -69,7 +74,7 @@ class Stage:
         c = self.cfg
         return run_steps(self.run, self.info, state, step_fn, c.steps, task=self.kind, progress=self.progress,
                          log_every=c.log_every, checkpoint_every=c.checkpoint_every,
-                         checkpoint_minutes=c.checkpoint_minutes, record=record)
+                         checkpoint_minutes=c.checkpoint_minutes, record=record, tb=self.tb)
 
     def finish(self, **record) -> None:
         """Loss curves, then run.json says finished (with `record`), then the resumable checkpoint goes."""
@@ -92,7 +97,8 @@ def open_stage(kind: str, tag: str, suffix: str, cfg, config: dict, prep: Prepar
     except BaseException:
         run.close()
         raise
-    return Stage(kind, cfg, config, prep, run, progress, config_tag)
+    tb = TBLog(out) if resolve_tensorboard(cfg.tensorboard) and not run.already_finished else None
+    return Stage(kind, cfg, config, prep, run, progress, config_tag, tb=tb)
 
 
 def _precision(config: dict, device) -> str:
