@@ -134,6 +134,12 @@ class ClassifierConfig(DataOptions):
     p_generated: float | None = None
     arch: str | None = None
     dropout: float = 0.3
+    # Fine-tuning an ImageNet backbone (models/backbones.py): its weights, the resolution it sees the batches at,
+    # and the backbone's own learning rate (the head's is lr).
+    pretrained: bool = False
+    weights: str | None = None  # None: torch's hub cache, or the efficientnet-lite0 weights package
+    input_size: int | None = None  # None: the backbone's default (128), the data's own for the Wide ResNets
+    backbone_lr: float | None = None  # None: lr x BACKBONE_LR_FACTOR for a pretrained backbone, else lr
     epochs: int = 200
     repeats: int | None = None
     steps: int | None = None
@@ -294,7 +300,10 @@ def check_config(cfg) -> None:
         _real(cfg, "lr", above=0, optional=True)
         _real(cfg, "weight_decay", at_least=0, optional=True)
         _real(cfg, "momentum", at_least=0, below=1)
+        _real(cfg, "backbone_lr", at_least=0, optional=True)
+        _whole(cfg, "input_size", 32, 1024, optional=True)
         _whole(cfg, "eval_batch", 1)
+        check_backbone(cfg)
         if not isinstance(cfg.method_options, dict):
             raise ChimeraMixError(f"method options must be KEY=VALUE pairs (got {cfg.method_options!r})")
         replacement_rate(cfg)
@@ -423,9 +432,40 @@ def resolve_generator(cfg: GeneratorConfig, image_size: int, n_train: int) -> Ge
     return c
 
 
+def check_backbone(cfg: ClassifierConfig) -> None:
+    """--pretrained, --weights, --input-size and --backbone-lr only where a backbone takes them; the weights file
+    found (or refused, naming it) before any data is read."""
+    from .models import ARCH_NAMES, BACKBONE_ARCHS
+
+    if cfg.arch is not None and cfg.arch not in ARCH_NAMES:
+        raise ChimeraMixError(f"unknown --arch '{cfg.arch}': choose one of {', '.join(ARCH_NAMES)}")
+    backbone = cfg.arch in BACKBONE_ARCHS
+    names = f"{', '.join(BACKBONE_ARCHS[:-1])} or {BACKBONE_ARCHS[-1]}"
+    if cfg.pretrained and not backbone:
+        raise ChimeraMixError(f"--pretrained needs an ImageNet backbone: --arch {names} "
+                              f"(got {cfg.arch or 'the preset default'})")
+    for name, value in (("--weights", cfg.weights), ("--backbone-lr", cfg.backbone_lr)):
+        if value is not None and not cfg.pretrained:
+            raise ChimeraMixError(f"{name} is for fine-tuning ImageNet weights: add --pretrained (and --arch "
+                                  f"{names})")
+    if cfg.input_size is not None and not backbone:
+        raise ChimeraMixError(f"--input-size resizes batches for an ImageNet backbone (--arch {names}); "
+                              "a Wide ResNet sees the data's own resolution (--image-size resizes the data itself)")
+    if cfg.pretrained:
+        from .models.backbones import weights_file
+
+        weights_file(cfg.arch, cfg.weights)
+
+
 def method_name(cfg: ClassifierConfig) -> str:
     """The method a classifier run trains with: --method, else ChimeraMix with a generator, else the baseline."""
     return cfg.method or ("chimeramix" if cfg.generator else "none")
+
+
+# A pretrained backbone's learning rate as a share of the new head's: the head starts from nothing, the backbone
+# from ImageNet features a full learning rate would wash out. 0.1 is the common fine-tuning choice; not yet
+# measured here (issue 26 part 4).
+BACKBONE_LR_FACTOR = 0.1
 
 
 def resolve_classifier(cfg: ClassifierConfig, image_size: int, n_train: int) -> ClassifierConfig:
@@ -443,4 +483,12 @@ def resolve_classifier(cfg: ClassifierConfig, image_size: int, n_train: int) -> 
     )
     if c.steps is None:
         c = replace(c, steps=c.epochs * -(-n_train * c.repeats // c.batch_size))
+    if c.pretrained and c.backbone_lr is None:
+        c = replace(c, backbone_lr=c.lr * BACKBONE_LR_FACTOR)
+    from .models import is_backbone
+
+    if is_backbone(c.arch, c.pretrained, c.input_size) and c.input_size is None:  # recorded as it is used
+        from .models.backbones import BACKBONES
+
+        c = replace(c, input_size=BACKBONES[c.arch].input_size)
     return c

@@ -73,10 +73,11 @@ def check_fits(what: str, params: int, activations: int, device: torch.device, o
 def check_classifier_fits(cfg, n_classes: int, image_size, device: torch.device, available: int | None = None) -> None:
     """The classifier stage's network (weights, gradients and SGD momentum) and a step's batch in fp32, as read and
     as augmented: a low estimate that only catches what surely cannot fit (an extreme --batch-size)."""
-    from .models import build_classifier
+    from .models import network_of
 
-    params = parameter_count(lambda: build_classifier(cfg.arch, n_classes, cfg.dropout))
-    pixels = 3 * int(image_size[0]) * int(image_size[-1])
+    params = parameter_count(lambda: network_of(cfg, n_classes))
+    side = getattr(cfg, "input_size", None) or None
+    pixels = 3 * int(side or image_size[0]) * int(side or image_size[-1])
     need = 12 * params + 2 * 4 * int(cfg.batch_size) * pixels
     check_memory(f"the classifier ({cfg.arch}, --batch-size {cfg.batch_size})", need, device, "lower --batch-size",
                  available)

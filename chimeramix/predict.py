@@ -124,9 +124,10 @@ class PredictionResult:
     top_k: int
     predictions: list[Prediction]
     csv: str | None = None
+    cam: str | None = None  # the folder of class activation maps (--cam)
 
     def to_dict(self) -> dict:
-        return {"run": self.run, "classes": self.classes, "top_k": self.top_k, "csv": self.csv,
+        return {"run": self.run, "classes": self.classes, "top_k": self.top_k, "csv": self.csv, "cam": self.cam,
                 "predictions": [asdict(p) for p in self.predictions]}
 
 
@@ -148,10 +149,12 @@ def csv_text(result: PredictionResult) -> str:
 
 def predict_images(run: str | Path, inputs: list[str | Path], *, top_k: int = 1, batch_size: int = 100,
                    device: str = "auto", out: str | Path | None = None, force: bool = False,
-                   progress: Progress = SILENT) -> PredictionResult:
+                   progress: Progress = SILENT, cam: str | Path | None = None) -> PredictionResult:
     """Top-k labels and softmax probabilities of every image in `inputs` (files or folders) from a classifier run.
 
     With `out`, the predictions are also written there as CSV (atomically); an existing file is kept unless `force`.
+    With `cam`, a folder: per image, <n>-<name>.png with its class activation map of the predicted class, and of
+    the true class when the image sits in a folder named for one of the run's classes (chimeramix/cam.py).
     """
     from .fileio import check_writable, write_text
 
@@ -163,6 +166,8 @@ def predict_images(run: str | Path, inputs: list[str | Path], *, top_k: int = 1,
         check_writable(out, "--out")
         if out.is_file() and not force:
             raise ChimeraMixError(f"--out {out} exists: choose another --out, or --force to replace it")
+    if cam is not None:
+        cam = _cam_folder(Path(cam), force)
     clf = load_classifier(run, device)
     if top_k > len(clf.classes):
         raise ChimeraMixError(f"--top-k {top_k} is more than the run's {len(clf.classes)} classes: use at most {len(clf.classes)}")
@@ -172,7 +177,10 @@ def predict_images(run: str | Path, inputs: list[str | Path], *, top_k: int = 1,
     try:
         for i in range(0, len(files), batch_size):
             chunk = files[i: i + batch_size]
-            logits = clf.logits(read_images(chunk, clf.image_size, clf.resize_rule))
+            images = read_images(chunk, clf.image_size, clf.resize_rule)
+            logits = clf.logits(images)
+            if cam is not None:
+                _save_cams(cam, clf, chunk, images, logits, first=i)
             probs = logits.softmax(1).cpu()
             # a stable descending sort breaks ties by the lower index, as argmax does in the stage's evaluation
             order = torch.sort(logits.cpu(), dim=1, descending=True, stable=True).indices[:, :top_k]
@@ -181,8 +189,47 @@ def predict_images(run: str | Path, inputs: list[str | Path], *, top_k: int = 1,
             progress.update("predict", len(preds))
     finally:
         progress.end("predict")
-    result = PredictionResult(str(run), list(clf.classes), top_k, preds)
+    result = PredictionResult(str(run), list(clf.classes), top_k, preds, cam=str(cam) if cam is not None else None)
     if out is not None:
         write_text(out, csv_text(result))
         result.csv = str(out)
     return result
+
+
+def _cam_folder(folder: Path, force: bool) -> Path:
+    """--cam's folder, made (or empty) before anything is classified; one with files in it needs --force, and then
+    only the maps of this run's images are replaced, nothing else in it is removed."""
+    from .fileio import check_writable
+
+    if folder.exists() and not folder.is_dir():
+        raise ChimeraMixError(f"--cam {folder} is a file: pass a folder for the maps")
+    if folder.is_dir() and any(folder.iterdir()) and not force:
+        raise ChimeraMixError(f"--cam {folder} already holds files: choose another folder, or --force to write into it")
+    check_writable(folder / "probe.png", "--cam")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _save_cams(folder: Path, clf: Classifier, paths: list[Path], images: torch.Tensor, logits: torch.Tensor,
+               first: int) -> None:
+    from .augment import normalize
+    from .cam import activation_maps, save_panels
+
+    x = normalize(images.to(clf.device))
+    probs = logits.softmax(1).cpu()
+    pred = logits.argmax(1)
+    _, pred_maps = activation_maps(clf.model, x, pred.to(clf.device))
+    index = {c: j for j, c in enumerate(clf.classes)}
+    true = [index.get(Path(p).parent.name) for p in paths]
+    known = [j for j, t in enumerate(true) if t is not None]
+    true_maps = {}
+    if known:
+        _, maps = activation_maps(clf.model, x[known], torch.tensor([true[j] for j in known], device=clf.device))
+        true_maps = dict(zip(known, maps))
+    for j, path in enumerate(paths):
+        p = int(pred[j])
+        row = {"image": images[j], "pred_cam": pred_maps[j], "pred_label": clf.classes[p], "probability": float(probs[j, p]),
+               "correct": true[j] is None or true[j] == p}
+        if true[j] is not None:
+            row.update(true_cam=true_maps[j], true_label=clf.classes[true[j]])
+        save_panels(folder / f"{first + j:05d}-{Path(path).stem}.png", [row], title=str(path))

@@ -56,7 +56,9 @@ def run_markdown(result: dict) -> str:
     lines += ["", "| class | precision | recall | F1 | support |", "| --- | ---: | ---: | ---: | ---: |"]
     for r in result["per_class"]:
         lines.append(f"| {r['class']} | {100 * r['precision']:.1f} | {100 * r['recall']:.1f} | {100 * r['f1']:.1f} | {r['support']} |")
-    lines += ["", "![confusion matrix](confusion.png)", ""]
+    lines += ["", "![confusion matrix](confusion.png)", "",
+              "What the classifier looks at (class activation maps of test images it gets right, then wrong):", "",
+              "![class activation maps](cams.png)", ""]
     return "\n".join(lines)
 
 

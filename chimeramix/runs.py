@@ -127,7 +127,7 @@ def result_damaged(path: Path) -> str:
 # `prepare` itself leaves (LEFTOVERS: the lock, a launcher's logs, temporary files) is ours.
 OWN_FILES = frozenset({
     RUN_FILE, STATE_FILE, METRICS_FILE, SPLIT_FILE, LOCK_FILE, TAKEOVER_FILE, "generator.safetensors",
-    "classifier.safetensors", "samples.png", "losses.png", "confusion.png", RESULT_FILE, "report.md", LOG_DIR,
+    "classifier.safetensors", "samples.png", "losses.png", "confusion.png", "cams.png", RESULT_FILE, "report.md", LOG_DIR,
 })
 
 

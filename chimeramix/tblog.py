@@ -72,7 +72,9 @@ class TBLog:
 
     def learning_rates(self, step: int, optimizers: dict) -> None:
         for name, opt in optimizers.items():
-            self.writer.add_scalar(f"lr/{name}", opt.param_groups[0]["lr"], step)
+            groups = opt.param_groups
+            for i, g in enumerate(groups):  # several groups (a pretrained backbone and its head): lr/<name>/<i>
+                self.writer.add_scalar(f"lr/{name}" if len(groups) == 1 else f"lr/{name}/{i}", g["lr"], step)
 
     def scalar(self, tag: str, value: float, step: int) -> None:
         self.writer.add_scalar(tag, value, step)

@@ -175,6 +175,18 @@ Amp = Annotated[str, typer.Option(help="bf16 autocast: auto (on for CUDA), on or
 ChannelsLast = Annotated[str, typer.Option(help="channels_last memory format: auto (on), on or off.")]
 Fused = Annotated[str, typer.Option(help="Fused optimizer steps: auto (on), on or off.")]
 Compile = Annotated[str, typer.Option(help="torch.compile the networks: off, on, or graphs (CUDA graphs, mode reduce-overhead).")]
+Arch = Annotated[Optional[str], typer.Option(help="Classifier network: wrn16-8, wrn16-4, wrn16-2, resnet50 (from scratch: the paper's for 96x96), or an ImageNet backbone to fine-tune with --pretrained: resnet18, resnet50, efficientnet-lite0. [default: paper: wrn16-8 (32x32) / resnet50 (96x96); cpu and fast: wrn16-2]")]
+Pretrained = Annotated[bool, typer.Option("--pretrained/--no-pretrained", help="Start the backbone (--arch resnet18, resnet50 or efficientnet-lite0) from ImageNet weights, with a new head for the data's classes; never downloads (torch's hub cache, the efficientnet-lite0 weights package, or --weights). [default: off]")]
+Weights = Annotated[Optional[Path], typer.Option(help="The backbone's ImageNet weights file (a torchvision .pth, or efficientnet-lite0-57934424.pth). [default: torch's hub cache / the weights package]")]
+InputSize = Annotated[Optional[int], typer.Option(help="Resolution an ImageNet backbone sees the batches at (resized inside the network, after every method; the generator keeps the data's). [default: 128]")]
+BackboneLr = Annotated[Optional[float], typer.Option(help="Learning rate of a pretrained backbone (the new head trains at --lr). [default: 0.1 x --lr]")]
+
+
+def _backbone(pretrained: bool, weights: Optional[Path], input_size: Optional[int], backbone_lr: Optional[float]) -> dict:
+    return {"pretrained": pretrained, "weights": str(weights) if weights else None, "input_size": input_size,
+            "backbone_lr": backbone_lr}
+
+
 TensorBoard = Annotated[Optional[bool], typer.Option(
     "--tensorboard/--no-tensorboard",
     help="Write TensorBoard event files into each run folder (losses, learning rates, sample grids, test accuracy, "
@@ -394,8 +406,12 @@ def fit_classifier_cmd(
     seg_view: Annotated[str, typer.Option(help="What the classifier stage segments for seg masks: 'classifier' (its own images, as the public code) or 'generator' (as the generator run did).")] = C.seg_view,
     parents: Annotated[Optional[int], typer.Option(help="Images per composition; must match the generator run's. [default: the generator run's]")] = None,
     p_generated: Annotated[Optional[float], typer.Option(help=f"Probability that a batch is replaced by compositions (the method option p_generated; give it one way). [default: {P_GENERATED:g}]")] = None,
-    arch: Annotated[Optional[str], typer.Option(help="wrn16-8, wrn16-4, wrn16-2 or resnet50. [default: paper: wrn16-8 (32x32) / resnet50 (96x96); fast: wrn16-2]")] = None,
-    lr: Annotated[Optional[float], typer.Option(help="SGD learning rate (cosine-annealed). [default: paper 4.6e-3 (32x32) / 7.4e-3 (96x96)]")] = None,
+    arch: Arch = None,
+    pretrained: Pretrained = False,
+    weights: Weights = None,
+    input_size: InputSize = None,
+    backbone_lr: BackboneLr = None,
+    lr: Annotated[Optional[float], typer.Option(help="SGD learning rate (cosine-annealed; a pretrained backbone's head). [default: paper 4.6e-3 (32x32) / 7.4e-3 (96x96); cpu and fast 0.05]")] = None,
     weight_decay: Annotated[Optional[float], typer.Option(help="SGD weight decay. [default: paper 5.3e-3 (32x32) / 4.1e-4 (96x96)]")] = None,
     dropout: Annotated[float, typer.Option(help="Dropout inside the Wide ResNet blocks.")] = C.dropout,
     common: dict = None,
@@ -408,7 +424,7 @@ def fit_classifier_cmd(
     cfg = make_config(
         ClassifierConfig, run["preset"], **common, generator=str(generator) if generator else None, method=method, mask=mask,
         seg_view=seg_view, parents=parents, p_generated=p_generated, arch=arch, lr=lr, weight_decay=weight_decay,
-        dropout=dropout, method_options=_parse_options(option),
+        dropout=dropout, method_options=_parse_options(option), **_backbone(pretrained, weights, input_size, backbone_lr),
     )
     with _progress(run["quiet"] or run["as_json"]) as p:
         r = fit_classifier(cfg, resume=run["resume"], force=run["force"], progress=p, root=run["checkpoints"])
@@ -521,6 +537,11 @@ def experiment(
     fused: Fused = "auto",
     compile: Compile = "off",
     tensorboard: TensorBoard = None,
+    arch: Arch = None,
+    pretrained: Pretrained = False,
+    weights: Weights = None,
+    input_size: InputSize = None,
+    backbone_lr: BackboneLr = None,
     checkpoints: Checkpoints = Path("checkpoints"),
     force: Annotated[bool, typer.Option(help="Retrain runs that already finished.")] = False,
     quiet: Quiet = False,
@@ -543,7 +564,7 @@ def experiment(
             data, spc, parse_seeds(seeds), preset=preset, masks=masks, methods=methods, device=device, out=out_stem,
             root=checkpoints, gen_options={**common, "steps": gen_steps, "decoder_res_blocks": decoder_res_blocks,
                                                   "seg_mask": seg_mask, "grid_offset": grid_offset, "parents": parents},
-            clf_options={**common, "steps": clf_steps},
+            clf_options={**common, "steps": clf_steps, "arch": arch, **_backbone(pretrained, weights, input_size, backbone_lr)},
             jobs=jobs, force=force, progress=p, title=title, launcher=launcher, wait_for_jobs=wait, job_progress=L.job_progress,
             slurm=L.slurm_options(slurm_partition, slurm_gpus_per_job, slurm_cpus_per_job, slurm_mem, slurm_time, slurm_array_parallelism),
         )
@@ -656,7 +677,8 @@ def predict_cmd(
     top_k: Annotated[int, typer.Option(help="Labels shown per image, most probable first.")] = 1,
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 100,
     device: Device = "auto",
-    force: Annotated[bool, typer.Option(help="Replace an existing --out file.")] = False,
+    cam: Annotated[Optional[Path], typer.Option(help="Also write, per image, DIR/<n>-<name>.png: the image under the class activation map of its predicted class, and of its true class when it sits in a folder named for one of the run's classes. [default: none]")] = None,
+    force: Annotated[bool, typer.Option(help="Replace an existing --out file; write into a --cam folder that holds files.")] = False,
     quiet: Quiet = False,
     as_json: AsJson = False,
 ):
@@ -667,7 +689,8 @@ def predict_cmd(
     from chimeramix.predict import predict_images
 
     with _progress(quiet or as_json) as p:
-        r = predict_images(run, images, top_k=top_k, batch_size=batch_size, device=device, out=out_csv, force=force, progress=p)
+        r = predict_images(run, images, top_k=top_k, batch_size=batch_size, device=device, out=out_csv, force=force, progress=p,
+                           cam=cam)
     if as_json:
         print(json.dumps(r.to_dict(), indent=2, ensure_ascii=False))
         return
@@ -683,6 +706,8 @@ def predict_cmd(
         out.print(f"{len(r.predictions) - len(shown)} more rows in the CSV", highlight=False)
     if r.csv:
         out.print(escape(f"wrote {r.csv}"), highlight=False, soft_wrap=True)
+    if r.cam:
+        out.print(escape(f"class activation maps in {r.cam}/"), highlight=False, soft_wrap=True)
 
 
 @app.command("methods")

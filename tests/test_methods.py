@@ -247,6 +247,26 @@ def test_samplepairing_schedule_over_a_run():
     assert [pairing_on(s, 30, 10) for s in range(30)] == [False] * 3 + [True] * 24 + [False] * 3
 
 
+def test_samplepairing_schedule_options_as_shares_of_a_step_budget():
+    # a 1,000-step run of 2 epochs never reaches an 8-on/2-off epoch cycle's "off"; as shares of the run it does
+    total, spe = 1000, 500
+    on = [pairing_on(s, total, spe, start=0.2, finetune=0.1, on=0.3, off=0.1, cycle="run") for s in range(total)]
+    assert not any(on[:200]) and not any(on[900:])
+    assert on[200:500] == [True] * 300 and on[500:600] == [False] * 100 and on[600:900] == [True] * 300
+    # in epochs: 1 on, 1 off after the start share
+    on = [pairing_on(s, 40, 4, start=0.0, finetune=0.0, on=1, off=1) for s in range(40)]
+    assert on == ([True] * 4 + [False] * 4) * 5
+    m = build_method("samplepairing")
+    assert m.recorded_options == {"pairing_p": 1.0}  # the defaults: the record runs had before these options
+    m = build_method("samplepairing", {"on": 4, "cycle": "epochs"})
+    assert m.recorded_options == {"pairing_p": 1.0, "on": 4}
+    for opts, msg in (({"cycle": "weeks"}, "cycle"), ({"start": 0.5, "finetune": 0.5}, "start \\+ finetune"),
+                      ({"on": 0}, "on must be > 0"), ({"on": 2.5}, "on must be an integer"),
+                      ({"start": -0.1}, "start must be >= 0")):
+        with pytest.raises(ChimeraMixError, match=msg):
+            build_method("samplepairing", opts)
+
+
 def _tiny_data(n_per_class=4, classes=3, size=16, seed=0, segments=None, constant=False):
     g = torch.Generator().manual_seed(seed)
     y = torch.arange(classes).repeat_interleave(n_per_class)

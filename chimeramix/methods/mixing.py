@@ -13,6 +13,7 @@ import torch
 
 from ..errors import ChimeraMixError
 from .base import Method, StepContext
+from ..masks import check_choice
 from .common import augmented_images, box_masks, centred_boxes, check_number, check_probability, sample_beta, soft_targets
 
 
@@ -138,18 +139,34 @@ class ZetaMixup(Method):
         return xm, wts @ soft_targets(y, ctx.num_classes)
 
 
-def pairing_on(step: int, total_steps: int, steps_per_epoch: int) -> bool:
-    """SamplePairing's schedule (Inoue 2018) as a pure function of the step.
+# SamplePairing's schedule (Inoue 2018, and the write-up's face-photo experiment): off for a start share of the run,
+# then cycles of `on` epochs paired and `off` epochs not, and off again for a fine-tuning share at the end.
+PAIRING_SCHEDULE = {"start": 0.1, "finetune": 0.1, "on": 8, "off": 2, "cycle": "epochs"}
+PAIRING_CYCLES = ("epochs", "run")
 
-    Off for the first tenth of training, then cycles of 8 epochs on and 2 off
-    (counted from the end of the first tenth), off again for the last tenth.
-    Runs shorter than an epoch cycle simply see part of one cycle.
+
+def _share(total: int, fraction: float) -> int:
+    # the epsilon keeps 0.1 x total at total // 10 where the float product lands a hair below the whole number
+    return int(total * fraction + 1e-9)
+
+
+def pairing_on(step: int, total_steps: int, steps_per_epoch: int, start: float = 0.1, finetune: float = 0.1,
+               on: float = 8, off: float = 2, cycle: str = "epochs") -> bool:
+    """SamplePairing's schedule as a pure function of the step.
+
+    Off for the first `start` share of the steps and the last `finetune` share; in between, cycles of `on` then
+    `off` epochs (cycle 'epochs', counted from the end of the start share), or of `on` and `off` shares of the
+    run (cycle 'run': a step budget of a few epochs still sees whole cycles). The defaults are the paper's:
+    a tenth, 8 on and 2 off, a tenth. Runs shorter than an epoch cycle simply see part of one cycle.
     """
-    tenth = total_steps // 10
-    if step < tenth or step >= total_steps - tenth:
+    begin = _share(total_steps, start)
+    if step < begin or step >= total_steps - _share(total_steps, finetune):
         return False
-    epoch = (step - tenth) // max(steps_per_epoch, 1)
-    return epoch % 10 < 8
+    if cycle == "run":
+        on_steps, off_steps = max(1, _share(total_steps, on)), _share(total_steps, off)
+        return (step - begin) % (on_steps + off_steps) < on_steps
+    epoch = (step - begin) // max(steps_per_epoch, 1)
+    return epoch % int(on + off) < on
 
 
 class SamplePairing(Method):
@@ -165,15 +182,33 @@ class SamplePairing(Method):
     name = "samplepairing"
     label = "SamplePairing"
     paper = "Inoue: Data Augmentation by Pairing Samples for Images Classification, arXiv 1801.02929, 2018"
-    defaults = {"pairing_p": 1.0}
+    defaults = {"pairing_p": 1.0, **PAIRING_SCHEDULE}
     stage = "source"
 
     def __init__(self, **options):
         super().__init__(**options)
-        self.p = check_probability("pairing_p", self.options["pairing_p"], self.name)
+        o = self.options
+        self.p = check_probability("pairing_p", o["pairing_p"], self.name)
+        for k in ("start", "finetune"):
+            o[k] = check_number(k, o[k], self.name, at_least=0, why=" (a share of the run's steps)")
+        if o["start"] + o["finetune"] >= 1:
+            raise ChimeraMixError(f"{self.name}: start + finetune must leave part of the run to pair, got "
+                                  f"{o['start']:g} + {o['finetune']:g}")
+        check_choice(f"{self.name} option cycle", o["cycle"], PAIRING_CYCLES)
+        epochs = o["cycle"] == "epochs"
+        unit = " (epochs)" if epochs else " (a share of the run)"
+        o["on"] = check_number("on", o["on"], self.name, above=0, integer=epochs, why=unit)
+        o["off"] = check_number("off", o["off"], self.name, at_least=0, integer=epochs, why=unit)
+        self.schedule = {k: o[k] for k in PAIRING_SCHEDULE}
+
+    @property
+    def recorded_options(self) -> dict:
+        # the schedule's defaults are not recorded: runs from before it was an option keep the config they had
+        rec = super().recorded_options
+        return {k: v for k, v in rec.items() if k not in PAIRING_SCHEDULE or v != PAIRING_SCHEDULE[k]}
 
     def apply(self, x, y, ctx: StepContext):
-        on = pairing_on(ctx.step, ctx.total_steps, ctx.steps_per_epoch)
+        on = pairing_on(ctx.step, ctx.total_steps, ctx.steps_per_epoch, **self.schedule)
         ctx.extra["paired"] = self.p if on else 0.0
         if not on or self.p == 0.0:
             return x, y

@@ -1,4 +1,5 @@
-"""Classifiers: Wide ResNets for 32x32 data, torchvision's ResNet-50 (from scratch) for 96x96."""
+"""Classifiers: Wide ResNets for 32x32 data, torchvision's ResNet-50 (from scratch) for 96x96, and ImageNet
+backbones to fine-tune (models/backbones.py)."""
 
 from __future__ import annotations
 
@@ -52,9 +53,12 @@ class WideResNet(nn.Module):
             elif isinstance(m, nn.Linear):
                 nn.init.zeros_(m.bias)
 
+    def feature_map(self, x):
+        """The last feature map, before global pooling (what a class activation map weighs)."""
+        return F.relu(self.bn(self.blocks(self.conv(x))))
+
     def features(self, x):
-        x = F.relu(self.bn(self.blocks(self.conv(x))))
-        return F.adaptive_avg_pool2d(x, 1).flatten(1)
+        return F.adaptive_avg_pool2d(self.feature_map(x), 1).flatten(1)
 
     def forward(self, x):
         return self.fc(self.features(x))
@@ -74,7 +78,36 @@ ARCHS = {
 }
 
 
-def build_classifier(arch: str, num_classes: int, dropout: float = 0.3) -> nn.Module:
-    if arch not in ARCHS:
-        raise ChimeraMixError(f"unknown --arch '{arch}': choose one of {', '.join(ARCHS)}")
+# Backbones with ImageNet weights (models/backbones.py); resnet50 from scratch stays the paper's STL-10 network above.
+BACKBONE_ARCHS = ("resnet18", "resnet50", "efficientnet-lite0")
+ARCH_NAMES = tuple(dict.fromkeys([*ARCHS, *BACKBONE_ARCHS]))
+
+
+def is_backbone(arch: str, pretrained: bool = False, input_size: int | None = None) -> bool:
+    """Whether a run's network is a BackboneClassifier (resized, ImageNet-normalised inputs, a new head): the
+    backbones' archs, except resnet50 from scratch at the data's resolution (the paper's, as runs always had it)."""
+    if arch not in BACKBONE_ARCHS:
+        return False
+    return arch != "resnet50" or pretrained or input_size is not None
+
+
+def build_classifier(arch: str, num_classes: int, dropout: float = 0.3, *, pretrained: bool = False,
+                     input_size: int | None = None) -> nn.Module:
+    """The classifier network of a run (ImageNet weights are loaded separately: backbones.load_imagenet)."""
+    if arch not in ARCH_NAMES:
+        raise ChimeraMixError(f"unknown --arch '{arch}': choose one of {', '.join(ARCH_NAMES)}")
+    if pretrained and arch not in BACKBONE_ARCHS:
+        raise ChimeraMixError(f"--arch {arch} has no ImageNet weights: --pretrained takes {', '.join(BACKBONE_ARCHS)}")
+    if is_backbone(arch, pretrained, input_size):
+        from .backbones import BackboneClassifier
+
+        return BackboneClassifier(arch, num_classes, input_size)
     return ARCHS[arch][1](num_classes, dropout)
+
+
+def network_of(cfg, num_classes: int) -> nn.Module:
+    """build_classifier for a run's config (a ClassifierConfig, or the dict run.json stores; runs from before
+    backbones have neither pretrained nor input_size)."""
+    get = cfg.get if isinstance(cfg, dict) else lambda k, d=None: getattr(cfg, k, d)
+    return build_classifier(get("arch"), num_classes, get("dropout", 0.3), pretrained=bool(get("pretrained", False)),
+                            input_size=get("input_size"))

@@ -20,7 +20,7 @@ from ..errors import ChimeraMixError
 from ..fileio import write_json, write_text
 from ..memory import check_classifier_fits
 from ..methods import MethodSpec, StepContext
-from ..models import ARCHS, build_classifier
+from ..models import network_of
 from ..plots import save_confusion
 from ..progress import SILENT, Progress
 from ..report import classification_metrics, generator_recipe, run_markdown
@@ -63,12 +63,25 @@ class ClassifierTrainer:
                  speed: SpeedOptions | None = None):
         self.cfg, self.data, self.rng, self.method, self.G = cfg, data, rng, method, G
         self.speed = sp = speed or SpeedOptions.resolve(data.device, cfg.amp, cfg.channels_last, cfg.fused, cfg.compile)
-        self.model = sp.prepare_module(build_classifier(cfg.arch, len(data.classes), cfg.dropout).to(data.device))
+        net = network_of(cfg, len(data.classes))
+        if cfg.pretrained:  # before the head trains: the body starts from ImageNet, the new head from scratch
+            from ..models.backbones import load_imagenet, weights_file
+
+            load_imagenet(net, cfg.arch, weights_file(cfg.arch, cfg.weights))
+        self.model = sp.prepare_module(net.to(data.device))
         self._forward = sp.compiled(self.model)
         self.steps_per_epoch = max(1, -(-data.n * cfg.repeats // cfg.batch_size))
         self.extra_modules = method.modules(len(data.classes), data.device)
-        params = [*self.model.parameters(), *(p for m in self.extra_modules.values() for p in m.parameters())]
-        self.opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
+        extra = [p for m in self.extra_modules.values() for p in m.parameters()]
+        if cfg.backbone_lr is not None and hasattr(self.model, "backbone_parameters"):
+            # two groups, each cosine-annealed from its own rate: the backbone's smaller one, the head's (and the
+            # method's own modules') lr
+            groups = [{"params": list(self.model.backbone_parameters()), "lr": cfg.backbone_lr},
+                      {"params": [*self.model.head_parameters(), *extra], "lr": cfg.lr}]
+        else:
+            groups = [{"params": [*self.model.parameters(), *extra], "lr": cfg.lr}]
+        self.base_lrs = [g["lr"] for g in groups]
+        self.opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
                                    weight_decay=cfg.weight_decay, **sp.optimizer_kwargs())
 
     def state(self) -> TrainState:
@@ -77,8 +90,8 @@ class ClassifierTrainer:
 
     def step(self, step: int) -> dict[str, torch.Tensor]:
         cfg, data = self.cfg, self.data
-        for g in self.opt.param_groups:
-            g["lr"] = cosine_lr(cfg.lr, step, cfg.steps)
+        for g, base in zip(self.opt.param_groups, self.base_lrs):
+            g["lr"] = cosine_lr(base, step, cfg.steps)
         self.model.train()
         idx = data.batch_indices(step, cfg.batch_size)
         crop = CropFlip.sample(len(idx), data.images.shape[-1], self.rng, data.device)
@@ -171,8 +184,6 @@ def fit_classifier(cfg: ClassifierConfig, *, resume: bool | str = False, force: 
         cfg = replace(cfg, parents=None if gen.parents == 2 else gen.parents)
     else:
         cfg = replace(cfg, parents=None)
-    if cfg.arch not in ARCHS:
-        raise ChimeraMixError(f"unknown --arch '{cfg.arch}': choose one of {', '.join(ARCHS)}")
     check_classifier_fits(cfg, len(prep.train.classes), prep.train.image_size, prep.device)  # before the run folder
     if gen_info is not None:
         check_generator_split(gen_info, prep.split.key(), cfg.generator)
@@ -239,12 +250,43 @@ def fit_classifier(cfg: ClassifierConfig, *, resume: bool | str = False, force: 
         write_json(stage.run.file("result.json"), result)
         save_confusion(stage.run.file("confusion.png"), metrics["confusion"], list(test.classes),
                        title=f"{method.label}: {100 * metrics['accuracy']:.2f}%")
+        save_cam_panels(stage.run.file(CAMS_FILE), trainer.model, test, pred, prep.device, method.label)
         write_text(stage.run.file("report.md"), run_markdown(result))
         if stage.tb is not None:
             _log_test(stage.tb, result, cfg.steps)
         # run.json stays small (experiment reads it to reuse runs): the per-image predictions live in result.json only
         stage.finish(result={k: v for k, v in result.items() if k != "test_predictions"})
         return ClassifierResult(stage.out, metrics["accuracy"], result)
+
+
+CAMS_FILE = "cams.png"
+
+
+def save_cam_panels(path, model, test, pred: torch.Tensor, device, label: str, per_kind: int = 4) -> None:
+    """cams.png: the first `per_kind` test images the run classifies right and the first it gets wrong (in test
+    order, so every run of a data set shows the same ones where it can), each with the class activation maps of
+    its predicted and its true class (chimeramix/cam.py)."""
+    from ..augment import normalize
+    from ..cam import activation_maps, save_panels
+
+    right = (pred == test.labels).nonzero().flatten()[:per_kind].tolist()
+    wrong = (pred != test.labels).nonzero().flatten()[:per_kind].tolist()
+    picked = right + wrong
+    if not picked:
+        return
+    was = model.training
+    model.eval()
+    x = normalize(test.images[picked].to(device))
+    _, pm = activation_maps(model, x, pred[picked].to(device))
+    _, tm = activation_maps(model, x, test.labels[picked].to(device))
+    with torch.no_grad():
+        probs = model(x).float().softmax(1).cpu()
+    model.train(was)
+    rows = [{"image": test.images[i], "pred_cam": pm[j], "pred_label": test.classes[int(pred[i])],
+             "probability": float(probs[j, int(pred[i])]),
+             "true_cam": tm[j], "true_label": test.classes[int(test.labels[i])], "correct": i in right}
+            for j, i in enumerate(picked)]
+    save_panels(path, rows, title=f"{label}: {len(right)} test images classified right, then {len(wrong)} wrong")
 
 
 def _log_test(tb, result: dict, step: int) -> None:
@@ -282,7 +324,7 @@ def load_classifier_network(run_dir: str | Path) -> TrainedClassifier:
     cfg = meta.get("config") or info["config"]
     classes = tuple(meta.get("classes") or info["result"]["classes"])
     size = (meta.get("split") or info["result"]["split"])["image_size"]
-    model = build_classifier(cfg["arch"], len(classes), cfg.get("dropout", 0.3))
+    model = network_of(cfg, len(classes))
     ckpt.load_module("classifier", model, tensors)
     return TrainedClassifier(model, cfg, classes, (int(size[0]), int(size[-1])), info)
 
