@@ -285,3 +285,41 @@ def test_array_parallelism_one_runs_one_job_at_a_time_by_the_schedulers_own_time
         time.sleep(0.2)
     (s1, e1, _), (s2, e2, _) = sorted(job_times(i) for i in res.submitted.values())
     assert e1 <= s2  # the second started only after the first ended (Slurm's singleton dependency)
+
+
+def test_a_failing_generator_job_cancels_its_classifier_and_the_command_names_the_run_and_its_log(
+        slurm_cluster, folder, tmp_path):
+    import re
+
+    from chimeramix.errors import ChimeraMixError
+    from chimeramix.progress import Progress
+
+    class Seen(Progress):
+        def __init__(self):
+            self.lines = []
+
+        def message(self, text):
+            self.lines.append(text)
+
+    root, seen = tmp_path / "ck", Seen()
+    # a reconstruction weight that overflows fp32: the generator's first log point is not finite, and its job fails
+    kw = {**KW, "methods": "chimeramix", "gen_options": {**GEN, "w_rec": 1e39, "log_every": 2}}
+    with pytest.raises(ChimeraMixError) as e:
+        run_experiment(folder, 2, [0], root=root, progress=seen, **kw)
+    msg = str(e.value)
+    (gen,) = root.glob("gen-*")
+    assert gen.name in msg and "became nan" in msg, msg
+    log = Path(re.search(r"log: (\S+?)\)", msg).group(1))
+    assert log.is_file() and log.parent == gen / "logs" and "became nan" in log.read_text()
+    assert not (gen / "run.json").exists()  # it stopped before its first checkpoint: only the job's logs stay
+    # the classifier was submitted after the generator's job; the scheduler cancelled it when that job failed
+    after = [re.match(r"submitted (\S+) as job (\d+) after job (\d+)", ln) for ln in seen.lines]
+    (clf,) = [m for m in after if m]
+    assert clf.group(1).startswith("clf-")
+    deadline = time.monotonic() + 60
+    while not queue_empty():
+        assert time.monotonic() < deadline, "the cancelled classifier job did not leave the queue"
+        time.sleep(0.2)
+    out = subprocess.run(["scontrol", "show", "job", clf.group(2)], capture_output=True, text=True, check=True).stdout
+    assert "JobState=CANCELLED" in out and "DependencyNeverSatisfied" in out, out
+    assert not list(root.glob("clf-*/run.json"))  # never trained
