@@ -350,6 +350,31 @@ def report_html(tables: list[Table], title: str = "", charts: list[Path] | None 
                                    "the same numbers as the .md and .csv beside this page.") + "</footer></body></html>\n")
 
 
+def grid_html(head: list[str], rows: list[list[str]], pages: list[tuple[str, str]], title: str) -> str:
+    """The sweep's Table-1 page: the grid of mean ± std per method and cell, and a link to each cell's own page
+    (`pages`: (caption, file name beside this one)), where its paired statistics and pictures are."""
+    links = "".join(f'<li><a href="{_e(f)}">{_e(c)}</a></li>' for c, f in pages)
+    return ("<!DOCTYPE html>\n"
+            f'<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">'
+            f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
+            f"<title>{_e(title)}</title><style>{CSS}</style></head>\n<body><h1>{_e(title)}</h1>\n"
+            + _table(head, rows)
+            + _note("Mean ± sample standard deviation over the seeds each cell ran (n). Each cell's page has its "
+                    "per-seed values, the paired differences to the baseline and the runs' figures:")
+            + f"<nav><ul>{links}</ul></nav>\n</body></html>\n")
+
+
+def write_grid_html(path: str | Path, head: list[str], rows: list[list[str]], pages: list[tuple[str, str]],
+                    title: str) -> Path:
+    path = Path(path)
+    text = grid_html(head, rows, pages, title).encode("ascii", "xmlcharrefreplace").decode("ascii")
+    try:
+        write_text(path, text)
+    except OSError as e:
+        raise ChimeraMixError(f"cannot write {path} ({e.strerror}): choose a writable --out") from None
+    return path
+
+
 def write_html(tables: list[Table], stem: str | Path, title: str = "", charts: list[Path] | None = None) -> Path:
     """<stem>.html (see `report_html`), written atomically; `charts` default to the ones report.write_tables wrote."""
     stem = Path(stem)

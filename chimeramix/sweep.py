@@ -13,6 +13,7 @@ from .errors import ChimeraMixError
 from .experiment import check_plan, expand_methods, run_experiment
 from .fileio import check_writable, write_json, write_text
 from .progress import SILENT, Progress
+from .html_report import write_grid_html, write_html
 from .report import BASELINE, Table, group_by_setting, load_results, write_tables
 
 
@@ -48,6 +49,7 @@ class SweepResult:
     cells: list[Cell]
     combined_md: Path | None = None
     combined_csv: Path | None = None
+    combined_html: Path | None = None  # the grid, linking each cell's <data>-spc<N>.html
     summary_json: Path | None = None
     submitted: dict = field(default_factory=dict)  # run folder -> job id
     pending: list[str] = field(default_factory=list)
@@ -166,11 +168,17 @@ def run_sweep(
     res.seconds = time.perf_counter() - t0
     ready = [c for c in cells if c.tables]
     for c in ready:
-        write_tables(c.tables, c.stem, f"{c.data}, {c.spc} samples per class, preset {preset}")
+        name = f"{c.data}, {c.spc} samples per class, preset {preset}"
+        _, _, charts = write_tables(c.tables, c.stem, name)
+        write_html(c.tables, c.stem, name, charts)
     if ready:
         res.combined_md, res.combined_csv = out / "table1.md", out / "table1.csv"
         write_text(res.combined_md, combined_markdown(ready, title))
         write_text(res.combined_csv, combined_csv(ready))
+        head, rows = combined_rows(ready)
+        res.combined_html = write_grid_html(out / "table1.html", head, rows,
+                                            [(f"{_label(c.data)}, {c.spc} per class", Path(c.stem).name + ".html") for c in ready],
+                                            title or "Test accuracy (%) per dataset and samples per class")
         res.summary_json = out / "sweep.json"
         write_json(res.summary_json, {
             "datasets": list(datasets), "spcs": list(spcs), "seeds": list(seeds), "preset": preset,

@@ -81,5 +81,6 @@ def register(app: typer.Typer, *, friendly, progress, console) -> None:
         for r in rows:
             t.add_row(*(escape(x) for x in r))
         console.print(t)
-        console.print(f"wall time {res.seconds:.0f} s; wrote a table per cell in {out_dir} and {res.combined_md}, {res.combined_csv}",
+        console.print(f"wall time {res.seconds:.0f} s; wrote a table and a page per cell in {out_dir} and {res.combined_md}, "
+                      f"{res.combined_csv}, {res.combined_html} (open it in a browser)",
                       highlight=False, soft_wrap=True)

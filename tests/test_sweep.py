@@ -41,6 +41,11 @@ def test_sweep_writes_a_table_per_cell_and_a_combined_one(two_sets, tmp_path):
     assert md[5].split(" | ")[-1] == f"{mixup.mean:.2f} ± {mixup.std:.2f} (n=2) |"
     rows = (out / "table1.csv").read_text().splitlines()
     assert len(rows) == 1 + 4 * 2 and rows[0].startswith("data,spc,setting,method,mean,std,n")
+    # one page for the grid, linking a page per cell with its paired statistics and the runs' figures
+    page = (out / "table1.html").read_text()
+    assert res.combined_html == out / "table1.html" and f"{base.mean:.2f} &#177; {base.std:.2f} (n=2)" in page
+    for stem in ("a-spc2", "a-spc3", "b-spc2", "b-spc3"):
+        assert f'href="{stem}.html"' in page and "Per-class accuracy" in (out / f"{stem}.html").read_text()
     summary = json.loads((out / "sweep.json").read_text())
     assert [(Path(c["data"]).name, c["spc"]) for c in summary["cells"]] == [("a", 2), ("a", 3), ("b", 2), ("b", 3)]
 
