@@ -63,11 +63,17 @@ def _subset(data: str, spc: int):
     return split.apply(train), src
 
 
-def bench_generator(preset, speed, sync_each_step, device, subset, mask, a) -> dict:
-    cfg = make_config(GeneratorConfig, preset, data=a.data, spc=a.spc, mask=mask, device=str(device))
+def generator_trainer(preset: str, speed, device, subset, mask: str, data_name: str, spc: int) -> GeneratorTrainer:
+    """The generator stage's trainer at a preset's config, on `subset` (what fit-generator would build)."""
+    cfg = make_config(GeneratorConfig, preset, data=data_name, spc=spc, mask=mask, device=str(device))
     cfg = resolve_generator(cfg, subset.image_size[0], len(subset))
     data = device_data(cfg, subset, device, 0)
-    tr = GeneratorTrainer(cfg, data, torch.Generator(device=device).manual_seed(0), speed=speed)
+    return GeneratorTrainer(cfg, data, torch.Generator(device=device).manual_seed(0), speed=speed)
+
+
+def bench_generator(preset, speed, sync_each_step, device, subset, mask, a) -> dict:
+    tr = generator_trainer(preset, speed, device, subset, mask, a.data, a.spc)
+    cfg = tr.cfg
 
     def step(i):
         losses = tr.step(i, 10**9)
@@ -79,14 +85,16 @@ def bench_generator(preset, speed, sync_each_step, device, subset, mask, a) -> d
     return r
 
 
-def bench_classifier(preset, speed, sync_each_step, device, subset, method_name, a) -> dict:
-    cfg = make_config(ClassifierConfig, preset, data=a.data, spc=a.spc, device=str(device), steps=10**9)
+def classifier_trainer(preset: str, speed, device, subset, method_name: str, data_name: str, spc: int) -> ClassifierTrainer:
+    """The classifier stage's trainer at a preset's config, on `subset`; 'chimeramix' with an untrained generator of
+    the preset's size (a step costs the same whatever its weights) and the subset's segmentations."""
+    cfg = make_config(ClassifierConfig, preset, data=data_name, spc=spc, device=str(device), steps=10**9)
     cfg = resolve_classifier(cfg, subset.image_size[0], len(subset))
     G = None
     segments = None
     opts, context = {}, {"seed": 0}
     if method_name == "chimeramix":
-        gcfg = resolve_generator(make_config(GeneratorConfig, preset, spc=a.spc), subset.image_size[0], len(subset))
+        gcfg = resolve_generator(make_config(GeneratorConfig, preset, spc=spc), subset.image_size[0], len(subset))
         G = MixingGenerator(gcfg.ngf).to(device).eval().requires_grad_(False)
         G = speed.prepare_module(G)
         opts.update(mask="seg")
@@ -96,7 +104,13 @@ def bench_classifier(preset, speed, sync_each_step, device, subset, method_name,
         maps = M.compute_segments(resize_uint8(subset.images, gcfg.work_size), gcfg.seg_scale, gcfg.seg_min_size)
         segments = torch.nn.functional.interpolate(maps[:, None].float(), size=subset.image_size, mode="nearest")[:, 0].int()
     data = DeviceData(subset, device, 0, segments)
-    tr = ClassifierTrainer(cfg, data, torch.Generator(device=device).manual_seed(0), build_method(method_name, opts, context), G, speed=speed)
+    return ClassifierTrainer(cfg, data, torch.Generator(device=device).manual_seed(0), build_method(method_name, opts, context),
+                             G, speed=speed)
+
+
+def bench_classifier(preset, speed, sync_each_step, device, subset, method_name, a) -> dict:
+    tr = classifier_trainer(preset, speed, device, subset, method_name, a.data, a.spc)
+    cfg = tr.cfg
 
     def step(i):
         out = tr.step(i)
