@@ -9,6 +9,7 @@ installed, or this is not root, the tests skip with the reason; in CI (CI set) t
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -323,3 +324,33 @@ def test_a_failing_generator_job_cancels_its_classifier_and_the_command_names_th
     out = subprocess.run(["scontrol", "show", "job", clf.group(2)], capture_output=True, text=True, check=True).stdout
     assert "JobState=CANCELLED" in out and "DependencyNeverSatisfied" in out, out
     assert not list(root.glob("clf-*/run.json"))  # never trained
+
+
+def test_two_launches_at_once_train_each_run_folder_once(slurm_cluster, folder, tmp_path):
+    import threading
+
+    pytest.importorskip("tensorboard")  # each process that trains a run writes one event file into it
+    root = tmp_path / "ck"
+    results, errors = [], []
+
+    def launch():
+        try:
+            results.append(run_experiment(folder, 2, [0], root=root, **KW))
+        except Exception as e:  # noqa: BLE001 - the test reports whatever either launch raised
+            errors.append(e)
+
+    threads = [threading.Thread(target=launch) for _ in range(2)]
+    for t in threads:
+        t.start()
+        time.sleep(0.3)  # the second one arrives while the first one's jobs are queued or running
+    for t in threads:
+        t.join(timeout=300)
+    assert not errors and len(results) == 2, errors
+    assert [r.accuracies for r in results[0].rows] == [r.accuracies for r in results[1].rows]
+    runs = [d for d in root.iterdir() if d.is_dir()]
+    assert len(runs) == 3
+    for run in runs:
+        # one training process per folder (a job that found it held waited, then reused it), each step logged once
+        assert len(list(run.glob("events.out.tfevents.*"))) == 1, sorted(p.name for p in run.iterdir())
+        steps = [json.loads(ln)["step"] for ln in (run / "metrics.jsonl").read_text().splitlines()]
+        assert steps == sorted(set(steps))
