@@ -354,3 +354,18 @@ def test_two_launches_at_once_train_each_run_folder_once(slurm_cluster, folder, 
         assert len(list(run.glob("events.out.tfevents.*"))) == 1, sorted(p.name for p in run.iterdir())
         steps = [json.loads(ln)["step"] for ln in (run / "metrics.jsonl").read_text().splitlines()]
         assert steps == sorted(set(steps))
+
+
+def test_sweep_through_slurm_writes_its_table_1_shaped_grid(slurm_cluster, make_image_folder, tmp_path):
+    from chimeramix.sweep import run_sweep
+
+    sets = [str(make_image_folder(classes=("ant", "bee"), train=4, test=2, size=16, name=n, seed=i)) for i, n in enumerate("ab")]
+    out = tmp_path / "results"
+    res = run_sweep(sets, [2, 3], [0], out=out, preset="fast", methods="none", device="cpu", root=str(tmp_path / "ck"),
+                    clf_options=CLF, launcher="slurm", slurm=CPU_JOB, poll_s=0.5)
+    assert len(res.submitted) == 4 and not res.failed and not res.pending  # a 2 x 2 grid: one job per run
+    md = (out / "table1.md").read_text().splitlines()
+    assert md[2] == "| method | a spc 2 | a spc 3 | b spc 2 | b spc 3 |" and md[4].startswith("| Baseline |")
+    assert "(n=1)" in md[4] and (out / "table1.html").is_file()
+    for d, job in res.submitted.items():
+        assert (Path(d) / "logs" / f"{job}_0_log.out").is_file()
