@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -136,6 +137,9 @@ def main(argv=None) -> dict:
             for bf16 in precisions:
                 name = f"{preset} {kind}" + (f" {method}" if kind == "classifier" else "") + (" bf16" if bf16 else " fp32")
                 res["steps"][name] = step_rate(kind, preset, method, bf16, subset, a)
+                v = res["steps"][name]
+                # each step type takes a while (bf16 without native support: seconds per step): show it as it comes
+                print(f"{name}: {v['flops'] / 1e9:.2f} GFLOP in {1e3 * v['seconds']:.1f} ms", file=sys.stderr, flush=True)
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=2) + "\n")
