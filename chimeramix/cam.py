@@ -34,10 +34,16 @@ def feature_map(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 def activation_maps(model: nn.Module, x: torch.Tensor, classes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """CAMs of `classes` (one per image) for normalised inputs x: (raw maps N x h x w, whose spatial mean plus the
     head's bias is the class logit; maps scaled to [0, 1] per image at x's resolution, negative evidence at 0)."""
-    fmap = feature_map(model, x).float()
+    return class_maps(model, feature_map(model, x).float(), classes, x.shape[-2:])
+
+
+@torch.no_grad()
+def class_maps(model: nn.Module, fmap: torch.Tensor, classes: torch.Tensor, size) -> tuple[torch.Tensor, torch.Tensor]:
+    """activation_maps from a feature map already computed: the maps of several classes of the same images
+    need the network's forward once."""
     w = model.fc.weight.float()[classes]  # N x C
     raw = torch.einsum("nchw,nc->nhw", fmap, w)
-    up = F.interpolate(raw.clamp(min=0)[:, None], size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+    up = F.interpolate(raw.clamp(min=0)[:, None], size=tuple(size), mode="bilinear", align_corners=False)[:, 0]
     peak = up.flatten(1).amax(1).clamp(min=1e-12).view(-1, 1, 1)
     return raw, (up / peak).clamp(0, 1)
 

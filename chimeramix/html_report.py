@@ -366,12 +366,16 @@ def grid_html(head: list[str], rows: list[list[str]], pages: list[tuple[str, str
 
 def write_grid_html(path: str | Path, head: list[str], rows: list[list[str]], pages: list[tuple[str, str]],
                     title: str) -> Path:
-    path = Path(path)
-    text = grid_html(head, rows, pages, title).encode("ascii", "xmlcharrefreplace").decode("ascii")
+    return _write_page(Path(path), grid_html(head, rows, pages, title), "--out")
+
+
+def _write_page(path: Path, text: str, option: str) -> Path:
+    # character references for everything beyond ASCII (±, Δ, ✓): the page reads the same whatever the locale wrote it
+    text = text.encode("ascii", "xmlcharrefreplace").decode("ascii")
     try:
         write_text(path, text)
     except OSError as e:
-        raise ChimeraMixError(f"cannot write {path} ({e.strerror}): choose a writable --out") from None
+        raise ChimeraMixError(f"cannot write {path} ({e.strerror}): choose a writable {option}") from None
     return path
 
 
@@ -379,11 +383,5 @@ def write_html(tables: list[Table], stem: str | Path, title: str = "", charts: l
     """<stem>.html (see `report_html`), written atomically; `charts` default to the ones report.write_tables wrote."""
     stem = Path(stem)
     path = stem.with_suffix(".html")
-    text = report_html(tables, title, chart_paths(stem, tables) if charts is None else charts)
-    # character references for everything beyond ASCII (±, Δ, ✓): the page reads the same whatever the locale wrote it
-    text = text.encode("ascii", "xmlcharrefreplace").decode("ascii")
-    try:
-        write_text(path, text)
-    except OSError as e:
-        raise ChimeraMixError(f"cannot write {path} ({e.strerror}): choose a writable --out-prefix") from None
-    return path
+    return _write_page(path, report_html(tables, title, chart_paths(stem, tables) if charts is None else charts),
+                       "--out-prefix")

@@ -76,7 +76,7 @@ def check_classifier_fits(cfg, n_classes: int, image_size, device: torch.device,
     from .models import network_of
 
     params = parameter_count(lambda: network_of(cfg, n_classes))
-    side = getattr(cfg, "input_size", None) or None
+    side = getattr(cfg, "input_size", None)  # a backbone's input, resized inside the network
     pixels = 3 * int(side or image_size[0]) * int(side or image_size[-1])
     need = 12 * params + 2 * 4 * int(cfg.batch_size) * pixels
     check_memory(f"the classifier ({cfg.arch}, --batch-size {cfg.batch_size})", need, device, "lower --batch-size",

@@ -213,18 +213,21 @@ def _cam_folder(folder: Path, force: bool) -> Path:
 def _save_cams(folder: Path, clf: Classifier, paths: list[Path], images: torch.Tensor, logits: torch.Tensor,
                first: int) -> None:
     from .augment import normalize
-    from .cam import activation_maps, save_panels
+    from .cam import class_maps, feature_map, save_panels
 
     x = normalize(images.to(clf.device))
+    with torch.no_grad():
+        fmap = feature_map(clf.model, x).float()  # once: the predicted and the true class's maps both weigh it
     probs = logits.softmax(1).cpu()
     pred = logits.argmax(1)
-    _, pred_maps = activation_maps(clf.model, x, pred.to(clf.device))
+    _, pred_maps = class_maps(clf.model, fmap, pred.to(clf.device), x.shape[-2:])
     index = {c: j for j, c in enumerate(clf.classes)}
     true = [index.get(Path(p).parent.name) for p in paths]
     known = [j for j, t in enumerate(true) if t is not None]
     true_maps = {}
     if known:
-        _, maps = activation_maps(clf.model, x[known], torch.tensor([true[j] for j in known], device=clf.device))
+        _, maps = class_maps(clf.model, fmap[known], torch.tensor([true[j] for j in known], device=clf.device),
+                             x.shape[-2:])
         true_maps = dict(zip(known, maps))
     for j, path in enumerate(paths):
         p = int(pred[j])

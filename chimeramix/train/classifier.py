@@ -267,7 +267,7 @@ def save_cam_panels(path, model, test, pred: torch.Tensor, device, label: str, p
     order, so every run of a data set shows the same ones where it can), each with the class activation maps of
     its predicted and its true class (chimeramix/cam.py)."""
     from ..augment import normalize
-    from ..cam import activation_maps, save_panels
+    from ..cam import class_maps, feature_map, save_panels
 
     right = (pred == test.labels).nonzero().flatten()[:per_kind].tolist()
     wrong = (pred != test.labels).nonzero().flatten()[:per_kind].tolist()
@@ -277,10 +277,11 @@ def save_cam_panels(path, model, test, pred: torch.Tensor, device, label: str, p
     was = model.training
     model.eval()
     x = normalize(test.images[picked].to(device))
-    _, pm = activation_maps(model, x, pred[picked].to(device))
-    _, tm = activation_maps(model, x, test.labels[picked].to(device))
-    with torch.no_grad():
-        probs = model(x).float().softmax(1).cpu()
+    with torch.no_grad():  # one forward: both classes' maps and the probabilities come from its feature map
+        fmap = feature_map(model, x).float()
+        probs = model.fc(fmap.mean((2, 3))).softmax(1).cpu()
+    _, pm = class_maps(model, fmap, pred[picked].to(device), x.shape[-2:])
+    _, tm = class_maps(model, fmap, test.labels[picked].to(device), x.shape[-2:])
     model.train(was)
     rows = [{"image": test.images[i], "pred_cam": pm[j], "pred_label": test.classes[int(pred[i])],
              "probability": float(probs[j, int(pred[i])]),
