@@ -16,7 +16,6 @@ another process on the cores is in the numbers.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import time
@@ -26,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from benchmarks.run import _subset, classifier_trainer, generator_trainer, timed
+from benchmarks.run import _subset, classifier_trainer, generator_trainer, timed, write_result
 from chimeramix.speed import SpeedOptions
 
 # the cpu preset's WRN-16-2 at batch 10 on 32 px images: (in, out, size) of its 3x3 convolutions
@@ -140,12 +139,7 @@ def main(argv=None) -> dict:
                 v = res["steps"][name]
                 # each step type takes a while (bf16 without native support: seconds per step): show it as it comes
                 print(f"{name}: {v['flops'] / 1e9:.2f} GFLOP in {1e3 * v['seconds']:.1f} ms", file=sys.stderr, flush=True)
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(res, indent=2) + "\n")
-    print(format_table(res))
-    print(f"wrote {out}")
-    return res
+    return write_result(a.out, res, format_table(res))
 
 
 def format_table(res: dict) -> str:

@@ -188,10 +188,15 @@ def main(argv=None) -> dict:
         res["results"][f"{preset} evaluation"] = ev
     res["results"]["segmentation"] = {"optimised": bench_segmentation(subset, a)}
 
-    out = Path(a.out or f"benchmarks/out/bench-{device.type}.json")
+    return write_result(a.out or f"benchmarks/out/bench-{device.type}.json", res, format_table(res))
+
+
+def write_result(path, res: dict, table: str) -> dict:
+    """A benchmark's figures as JSON at `path`, and its table on stdout."""
+    out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=2) + "\n")
-    print(format_table(res))
+    print(table)
     print(f"wrote {out}")
     return res
 
