@@ -84,7 +84,7 @@ def export_dataset(generator: str | Path, out: str | Path, per_class: int, *, wi
     request = {
         "generator": str(gen_dir.resolve()), "generator_sha256": file_digest(gen_dir / _weights_file()),
         "per_class": per_class,
-        "with_real": bool(with_real), "seed": seed, "seg_view": seg_view if spec.kind == "seg" else None,
+        "with_real": bool(with_real), "seed": seed, "seg_view": seg_view if spec.mask == "seg" else None,
     }
     out = check_out(Path(out), "an export")
     tmp, old = side(out, "partial"), side(out, "old")
@@ -249,14 +249,14 @@ def plan_compositions(cfg: GeneratorConfig, split: Split, subset, classes: list[
     spec = M.MaskSpec.from_config(cfg)
     work, fs = cfg.work_size, cfg.work_size // 4
     segments = num_segments = None
-    if spec.kind == "seg":
+    if spec.mask == "seg":
         from .train.classifier import _segments_at_native
 
         progress.message(f"segmenting {len(subset)} images ({seg_view} view)")
         segments = _segments_at_native(subset, cfg, {}, seg_view)
         num_segments = int(segments.max()) + 1 if segments.numel() else 1
     entries = _draw(split, subset, classes, per_class, seed, spec, fs, segments, num_segments)
-    mask_info = {**spec.to_dict(), "seg_view": seg_view if spec.kind == "seg" else None, "feature_size": fs,
+    mask_info = {**spec.to_dict(), "seg_view": seg_view if spec.mask == "seg" else None, "feature_size": fs,
                  "work_size": work, "num_segments": num_segments}
     return entries, mask_info
 

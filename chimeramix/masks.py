@@ -48,20 +48,23 @@ def check_choice(option: str, value, choices) -> None:
 
 @dataclass(frozen=True)
 class MaskSpec:
-    """How masks are drawn: resolved once per generator run, stored in run.json, read back by the classifier stage."""
+    """How masks are drawn: resolved once per generator run, stored in run.json, read back by the classifier stage.
 
-    kind: str = "seg"
-    seg_rule: str = "range"
+    Its fields carry the names of the run config, the method options and the CLI options (--mask, --seg-mask, ...).
+    """
+
+    mask: str = "seg"  # seg or grid
+    seg_mask: str = "range"  # the segment rule: range or bernoulli
     grid_offset: str = "batch"
     grid_k: int = 4
-    resize: str = "nearest"  # pixel mask -> feature size: nearest (public code) or majority over each cell
+    mask_resize: str = "nearest"  # pixel mask -> feature size: nearest (public code) or majority over each cell
     parents: int = 2  # images per composition; 2 is the paper's pairs
 
     def __post_init__(self):
-        check_choice("--mask", self.kind, MASK_KINDS)
-        check_choice("--seg-mask", self.seg_rule, SEG_RULES)
+        check_choice("--mask", self.mask, MASK_KINDS)
+        check_choice("--seg-mask", self.seg_mask, SEG_RULES)
         check_choice("--grid-offset", self.grid_offset, GRID_OFFSETS)
-        check_choice("--mask-resize", self.resize, MASK_RESIZES)
+        check_choice("--mask-resize", self.mask_resize, MASK_RESIZES)
         if int(self.grid_k) < 1:
             raise ChimeraMixError(f"--grid-k {self.grid_k} is out of range: it needs at least 1 cell per side")
         check_parents(self.parents)
@@ -71,41 +74,40 @@ class MaskSpec:
         """From a config object or dict with the generator's mask fields (older runs lack some: their defaults then)."""
         get = cfg.get if isinstance(cfg, dict) else (lambda k, d=None: getattr(cfg, k, d))
         d = cls()
-        return cls(get("mask") or d.kind, get("seg_mask") or d.seg_rule, get("grid_offset") or d.grid_offset,
-                   int(get("grid_k") or d.grid_k), get("mask_resize") or d.resize,
+        return cls(get("mask") or d.mask, get("seg_mask") or d.seg_mask, get("grid_offset") or d.grid_offset,
+                   int(get("grid_k") or d.grid_k), get("mask_resize") or d.mask_resize,
                    d.parents if get("parents") is None else get("parents"))
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     def as_options(self) -> dict:
-        """The spec under the names run configs and method options use (the inverse of `from_config`, parents aside)."""
-        return {"mask": self.kind, "seg_mask": self.seg_rule, "grid_offset": self.grid_offset,
-                "mask_resize": self.resize, "grid_k": self.grid_k}
+        """The mask rules as run-config and method options (the inverse of `from_config`, parents aside)."""
+        return {k: v for k, v in asdict(self).items() if k != "parents"}
 
     @property
     def label(self) -> str:
-        return "Seg" if self.kind == "seg" else "Grid"
+        return "Seg" if self.mask == "seg" else "Grid"
 
     def sample(self, n: int, size: int, rng: torch.Generator, device, segs=None, num_segments: int | None = None) -> torch.Tensor:
         """One-hot assignments N x K x size x size (float) for a batch of compositions of K parents.
 
         segs: the (augmented) label maps of the K parents, in parent order, at any resolution (seg rules only;
         range at K = 2 reads the partner's, every other rule the first image's); they are reduced to `size` by
-        `resize`. num_segments: an upper bound on the labels (pass it in the hot loop to spare a device sync).
+        `mask_resize`. num_segments: an upper bound on the labels (pass it in the hot loop to spare a device sync).
         """
         k = int(self.parents)
-        if self.kind == "grid":
+        if self.mask == "grid":
             if self.grid_offset == "batch":
                 return one_hot(grid_parents_batch_offset(n, size, self.grid_k, k, rng, device), k)
             return one_hot(grid_parents(n, size, self.grid_k, k, rng, device), k)
-        if segs is None or len(segs) < (2 if self.seg_rule == "range" and k == 2 else 1):
+        if segs is None or len(segs) < (2 if self.seg_mask == "range" and k == 2 else 1):
             raise ValueError("seg masks need the parents' label maps")
-        if self.seg_rule == "range":
+        if self.seg_mask == "range":
             assign = segment_range_parents(segs, k, rng, num_segments)
         else:
             assign = segment_parents(segs[0], k, rng, num_segments)
-        return to_feature_size(one_hot(assign, k), size, self.resize)
+        return to_feature_size(one_hot(assign, k), size, self.mask_resize)
 
 
 def check_parents(parents, spc: int | None = None) -> None:

@@ -2,6 +2,7 @@
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -137,8 +138,10 @@ def test_classifier_reads_the_generators_mask_rules(tmp_path, generator_run):
     opts = r.result["config"]["method_options"]
     assert (opts["mask"], opts["seg_mask"], opts["mask_resize"]) == ("seg", "range", "nearest")
     over = fit_classifier(clf(generator=str(generator_run), steps=2, method_options={"seg_mask": "bernoulli"}), root=tmp_path)
-    assert over.result["label"] == "ChimeraMix+Seg (classifier masks: seg_rule=bernoulli)"  # an explicit override shows
+    assert over.result["label"] == "ChimeraMix+Seg (classifier masks: seg_mask=bernoulli)"  # an explicit override shows
     assert over.run_dir != r.run_dir
+    # the folder keeps the word it had before MaskSpec's fields took the option names: such runs are found again
+    assert "-seg_rule_bernoulli-" in Path(over.run_dir).name
 
 
 def test_seg_view_picks_which_resolution_is_segmented():

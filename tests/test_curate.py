@@ -314,7 +314,7 @@ def test_seg_generator_on_a_named_source(tmp_path):
     r = curate_dataset("digits", 3, gen, clf, 5, tmp_path / "cur", pool=4, classical_share=0.5, iterations=2, device="cpu")
     m = read_json(r.manifest)
     assert r.per_class == [5] * 10 and m["test"] == {"from": "decoded", "count": 797}
-    assert m["mask"]["kind"] == "seg" and m["mask"]["num_segments"] > 1 and m["pool"] == {"per_class": 4, "generated": 2, "augmented": 2}
+    assert m["mask"]["mask"] == "seg" and m["mask"]["num_segments"] > 1 and m["pool"] == {"per_class": 4, "generated": 2, "augmented": 2}
     assert len(list((r.out / "test").rglob("*.png"))) == 797
     assert all(b >= a for a, b in zip(r.history, r.history[1:]))
     with pytest.raises(ChimeraMixError, match="--favour-difficult needs real images the classifier did not train on"):

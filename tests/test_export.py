@@ -64,7 +64,7 @@ def test_writes_n_per_class_with_a_complete_manifest(gen_run, tmp_path):
     assert m["generator"]["fingerprint"] == run["config"]["fingerprint"] == split["fingerprint"]
     assert m["generator"]["split"] == {"source": "digits", "image_size": [32, 32], "spc": 3, "seed": 0,
                                        "fingerprint": split["fingerprint"]}
-    assert (m["mask"]["kind"], m["mask"]["seg_rule"], m["mask"]["seg_view"]) == ("seg", "range", "classifier")
+    assert (m["mask"]["mask"], m["mask"]["seg_mask"], m["mask"]["seg_view"]) == ("seg", "range", "classifier")
     assert m["counts"] == {"generated": 40, "real": 0, "test": 797} and m["device"] == "cpu"
     assert m["test"] == {"from": "decoded", "count": 797}
 
@@ -159,7 +159,7 @@ def test_folder_source_copies_its_test_files(folder_run, tmp_path):
     data, run = folder_run
     r = export_dataset(run, tmp_path / "ex", 2, device="cpu")
     m = json.loads(r.manifest.read_text())
-    assert m["test"] == {"from": "copied", "count": 6} and m["mask"]["kind"] == "grid" and m["mask"]["seg_view"] is None
+    assert m["test"] == {"from": "copied", "count": 6} and m["mask"]["mask"] == "grid" and m["mask"]["seg_view"] is None
     for c in ("ant", "bee", "cat"):
         src_files = sorted(p.name for p in (data / "test" / c).iterdir())
         assert sorted(p.name for p in (r.out / "test" / c).iterdir()) == src_files

@@ -159,7 +159,7 @@ def test_grid_batch_offset_has_public_cell_size_and_one_crop_per_batch():
 
 def test_mask_spec_dispatches_to_the_rule_and_reduces_nearest():
     seg = _stripes(8, 4, 32)  # 8 px stripes at 32 px
-    spec = M.MaskSpec("seg", seg_rule="range", resize="nearest")
+    spec = M.MaskSpec("seg", seg_mask="range", mask_resize="nearest")
     w = spec.sample(8, 16, _gen(4), "cpu", [torch.zeros_like(seg), seg])  # a pair's range rule reads the partner's map
     assert w.shape == (8, 2, 16, 16)
     assert torch.equal(w[:, :1], M.segment_range_masks(seg, _gen(4))[..., ::2, ::2])
@@ -167,7 +167,7 @@ def test_mask_spec_dispatches_to_the_rule_and_reduces_nearest():
     nearest = M.to_feature_size(torch.cat([eye, 1 - eye], 1), 4, "nearest")
     assert torch.equal(nearest[0, 0], torch.eye(4))
     assert M.MaskSpec.from_config({"mask": "grid", "grid_k": 3}).grid_k == 3
-    assert M.MaskSpec.from_config({}).seg_rule == "range"  # runs from before the rules were options read as defaults
+    assert M.MaskSpec.from_config({}).seg_mask == "range"  # runs from before the rules were options read as defaults
 
 
 def test_unknown_mask_rules_are_one_line_errors():
@@ -175,8 +175,8 @@ def test_unknown_mask_rules_are_one_line_errors():
 
     from chimeramix.errors import ChimeraMixError
 
-    for kw, word in [({"kind": "blob"}, "--mask"), ({"seg_rule": "all"}, "--seg-mask"), ({"grid_offset": "x"}, "--grid-offset"),
-                     ({"resize": "area"}, "--mask-resize"), ({"grid_k": 0}, "--grid-k")]:
+    for kw, word in [({"mask": "blob"}, "--mask"), ({"seg_mask": "all"}, "--seg-mask"), ({"grid_offset": "x"}, "--grid-offset"),
+                     ({"mask_resize": "area"}, "--mask-resize"), ({"grid_k": 0}, "--grid-k")]:
         with pytest.raises(ChimeraMixError, match=word):
             M.MaskSpec(**kw)
 

@@ -48,8 +48,8 @@ def _spec(kind, k, **kw):
 
 
 RULES = [("grid", dict(grid_offset="batch")), ("grid", dict(grid_offset="sample")),
-         ("seg", dict(seg_rule="range")), ("seg", dict(seg_rule="bernoulli")),
-         ("seg", dict(seg_rule="bernoulli", resize="majority"))]
+         ("seg", dict(seg_mask="range")), ("seg", dict(seg_mask="bernoulli")),
+         ("seg", dict(seg_mask="bernoulli", mask_resize="majority"))]
 
 
 @pytest.mark.parametrize("kind,kw", RULES)
@@ -101,12 +101,12 @@ def _public_pair_mask(kind, kw, n, size, rng, seg1, seg2):
         big = cells.repeat_interleave(cell, 1).repeat_interleave(cell, 2)
         oy, ox = torch.randint(0, cell, (n,), generator=rng), torch.randint(0, cell, (n,), generator=rng)
         return torch.stack([big[i, oy[i]: oy[i] + size, ox[i]: ox[i] + size] for i in range(n)])[:, None]
-    if kw["seg_rule"] == "range":
+    if kw["seg_mask"] == "range":
         pixel = M.segment_range_masks(seg2, rng)
     else:
         take = (torch.rand(n, 16, generator=rng) < 0.5).float()
         pixel = torch.gather(take, 1, seg1.reshape(n, -1).long()).reshape(n, 1, *seg1.shape[1:])
-    if kw.get("resize") == "majority":
+    if kw.get("mask_resize") == "majority":
         return (torch.nn.functional.adaptive_avg_pool2d(pixel, size) >= 0.5).float()
     return torch.nn.functional.interpolate(pixel, size=(size, size), mode="nearest")
 

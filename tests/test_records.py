@@ -23,7 +23,7 @@ def test_a_generator_run_record_reads_back_with_its_mask_rules():
     info = read_run(RECORDS / "gen-grid", "generator")
     assert info["status"] == "finished" and info["step"] == info["total_steps"] == 6
     spec = M.MaskSpec.from_config(info["config"])
-    assert spec.kind == "grid" and spec.parents == 2  # a pair run records no `parents`
+    assert spec.mask == "grid" and spec.parents == 2  # a pair run records no `parents`
 
 
 

@@ -72,7 +72,7 @@ class ChimeraMix(Method):
         crops = [CropFlip.sample(len(ctx.idx), x.shape[-1], rng, x.device) for _ in partners]
         xs = [x, *(normalize(p.apply(data.images[i])) for p, i in zip(crops, partners))]
         segs = None
-        if self.spec.kind == "seg":
+        if self.spec.mask == "seg":
             segs = [ctx.crop.apply(data.segments[ctx.idx]), *(p.apply(data.segments[i]) for p, i in zip(crops, partners))]
         w = self.spec.sample(len(ctx.idx), self.work_size // 4, rng, x.device, segs, data.num_segments)
         if augment is not None:

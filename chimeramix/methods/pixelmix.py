@@ -94,9 +94,9 @@ class SegMix(_PixelMix):
         check_number("work_size", self.options["work_size"], self.name, at_least=1, integer=True)
         check_number("seg_scale", self.options["seg_scale"], self.name, above=0)
         check_number("seg_min_size", self.options["seg_min_size"], self.name, at_least=1, integer=True)
-        self.spec = M.MaskSpec("seg", seg_rule=self.options["seg_mask"])
-        if self.spec.seg_rule != "range":
-            self.label += f" ({self.spec.seg_rule} segments)"
+        self.spec = M.MaskSpec("seg", seg_mask=self.options["seg_mask"])
+        if self.spec.seg_mask != "range":
+            self.label += f" ({self.spec.seg_mask} segments)"
 
     @property
     def recorded_options(self) -> dict:

@@ -136,9 +136,9 @@ def _method_options(cfg: ClassifierConfig, gen_cfg: GeneratorConfig | None, imag
         # The generator's mask rules travel with it; asking for another kind is refused (it learned this one).
         spec = M.MaskSpec.from_config(gen_cfg)
         asked = cfg.mask or opts.get("mask")
-        if asked and asked != spec.kind:
+        if asked and asked != spec.mask:
             raise ChimeraMixError(
-                f"the generator in {cfg.generator} was trained with --mask {spec.kind}, this run asks for {asked}: "
+                f"the generator in {cfg.generator} was trained with --mask {spec.mask}, this run asks for {asked}: "
                 f"drop --mask to use the generator's, or train a generator with --mask {asked}"
             )
         for k, v in spec.as_options().items():

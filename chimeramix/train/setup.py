@@ -89,6 +89,9 @@ class ClassifierIdentity:
     label: str
 
 
+_FOLDER_WORDS = {"mask": "kind", "seg_mask": "seg_rule", "mask_resize": "resize"}
+
+
 def classifier_identity(cfg, gen_cfg=None, gen_tag: str = "") -> ClassifierIdentity:
     """The one rule for a classifier run's folder tag and label additions, from its config and its generator's
     config (a GeneratorConfig: config.generator_from_record of a run.json; None without a generator) and config tag (`config_tag`, what
@@ -109,18 +112,19 @@ def classifier_identity(cfg, gen_cfg=None, gen_tag: str = "") -> ClassifierIdent
     segments = method.needs_segments
     if method.needs_generator and gen_cfg is not None:
         theirs = MaskSpec.from_config(gen_cfg)
-        suffix += f"-{theirs.kind}" + variant_suffix(gen_cfg) + (f"-g{gen_tag}" if gen_tag else "")
+        suffix += f"-{theirs.mask}" + variant_suffix(gen_cfg) + (f"-g{gen_tag}" if gen_tag else "")
         label += variant_label(gen_cfg)
         # an explicit -o override of the generator's mask rules: visible in the row and the folder
         asked = theirs.as_options()
         asked.update({k: v for k, v in cfg.method_options.items() if k in asked})
         asked["parents"] = theirs.parents
         own = MaskSpec.from_config(asked)
-        diff = [f"{k}={v}" for k, v in own.to_dict().items() if theirs.to_dict()[k] != v]
+        diff = [(k, v) for k, v in own.to_dict().items() if theirs.to_dict()[k] != v]
         if diff:
-            label += f" (classifier masks: {', '.join(diff)})"
-            suffix += "-" + "-".join(d.replace("=", "_") for d in diff)
-        segments = segments or theirs.kind == "seg"
+            label += f" (classifier masks: {', '.join(f'{k}={v}' for k, v in diff)})"
+            # folders keep the words MaskSpec's fields had when such runs were first named, so they are found again
+            suffix += "-" + "-".join(f"{_FOLDER_WORDS.get(k, k)}_{v}" for k, v in diff)
+        segments = segments or theirs.mask == "seg"
     if segments and cfg.seg_view == "generator":
         label += " (generator-view segments)"
         suffix += "-genseg"
