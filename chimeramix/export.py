@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from . import __version__
-from . import masks as M
+from . import masks
 from . import records as R
 from .augment import denormalize, normalize
 from .config import RUNTIME_FIELDS, SEG_VIEWS, GeneratorConfig, generator_from_record
@@ -72,7 +72,7 @@ def export_dataset(generator: str | Path, out: str | Path, per_class: int, *, wi
     """
     if per_class < 1:
         raise ChimeraMixError(f"--per-class must be at least 1 (got {per_class})")
-    M.check_choice("--seg-view", seg_view, SEG_VIEWS)
+    masks.check_choice("--seg-view", seg_view, SEG_VIEWS)
     gen_dir = Path(generator).expanduser()
     info = finished_generator(gen_dir)
     cfg = info["config"]  # as stored: what the manifest's config hash is of
@@ -80,7 +80,7 @@ def export_dataset(generator: str | Path, out: str | Path, per_class: int, *, wi
     seed = gen.seed if seed is None else int(seed)
     if seed < 0:
         raise ChimeraMixError(f"--seed must be 0 or more (got {seed})")
-    spec = M.MaskSpec.from_config(gen)
+    spec = masks.MaskSpec.from_config(gen)
     request = {
         "generator": str(gen_dir.resolve()), "generator_sha256": file_digest(gen_dir / _weights_file()),
         "per_class": per_class,
@@ -246,7 +246,7 @@ def plan_compositions(cfg: GeneratorConfig, split: Split, subset, classes: list[
                       progress: Progress = SILENT) -> tuple[list[dict], dict]:
     """Manifest entries of per_class compositions per class of a generator run (config cfg) on its subset, and the
     mask settings they were drawn with (the manifest's 'mask'); render them with `render_compositions`."""
-    spec = M.MaskSpec.from_config(cfg)
+    spec = masks.MaskSpec.from_config(cfg)
     work, fs = cfg.work_size, cfg.work_size // 4
     segments = num_segments = None
     if spec.mask == "seg":
@@ -261,7 +261,7 @@ def plan_compositions(cfg: GeneratorConfig, split: Split, subset, classes: list[
     return entries, mask_info
 
 
-def _draw(split: Split, subset, classes, per_class: int, seed: int, spec: M.MaskSpec, fs: int, segments, num_segments) -> list[dict]:
+def _draw(split: Split, subset, classes, per_class: int, seed: int, spec: masks.MaskSpec, fs: int, segments, num_segments) -> list[dict]:
     """Parents and mask of every composition, each a function of (seed, class, k) alone and drawn on the CPU,
     so a file does not depend on the device, the batch it lands in, or how many files the export asks for."""
     entries = []
@@ -328,7 +328,7 @@ def _unpack(hexbits: str, fs: int, parents: int = 2) -> torch.Tensor:
     bits = np.unpackbits(np.frombuffer(bytes.fromhex(hexbits), dtype=np.uint8))[: fs * fs * b].reshape(-1, b)
     code = (bits * (1 << np.arange(b - 1, -1, -1))).sum(1)
     assign = torch.from_numpy((parents - 1 - code).astype(np.int64)).reshape(1, fs, fs)
-    return M.one_hot(assign, parents)[0]
+    return masks.one_hot(assign, parents)[0]
 
 
 @torch.no_grad()
@@ -360,7 +360,7 @@ def _save_samples(path: Path, samples: list[tuple[dict, torch.Tensor]], train_im
     k = len(es[0]["parents"]["train"])
     parents = [train_images[[e["parents"]["train"][j] for e in es]].float() / 255 for j in range(k)]
     w = torch.stack([_unpack(e["mask"], fs, k) for e in es])
-    mask = (M.assignment_picture(w, parents[0].shape[-1]) + 1) / 2
+    mask = (masks.assignment_picture(w, parents[0].shape[-1]) + 1) / 2
     comp = torch.stack([img for _, img in samples]).float() / 255
     save_grid(path, [*parents, mask, comp])
 

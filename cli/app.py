@@ -22,7 +22,7 @@ from chimeramix import __version__
 from chimeramix.config import TABLE_PRESET, P_GENERATED, ClassifierConfig, DataOptions, GeneratorConfig, default_text
 from chimeramix.errors import ChimeraMixError
 
-from . import launch as L
+from . import launch as launch_options
 from .tables import note_reused, summary_table
 
 app = typer.Typer(
@@ -88,7 +88,7 @@ def _sigterm_unwinds():
         signal.signal(signal.SIGTERM, old)
 
 
-def friendly(fn):
+def one_line_errors(fn):
     """Turn ChimeraMixError into one line on stderr and its exit code (2; 130 or 143 for an interrupted run).
 
     Also gives the command a --debug option, so `chimeramix fit-generator --debug` works as `chimeramix --debug fit-generator`.
@@ -209,7 +209,7 @@ def _progress(quiet: bool):
 
 
 @app.command()
-@friendly
+@one_line_errors
 def datasets(data_dir: DataDir = None):
     """List every data source: whether it is on this machine, where it is looked for, how to get it."""
     from chimeramix.data import describe_sources
@@ -297,7 +297,7 @@ def _milestones_default() -> str:
 
 
 @app.command("fit-generator")
-@friendly
+@one_line_errors
 @stage_options
 def fit_generator_cmd(
     mask: Annotated[str, typer.Option(help="Mixing mask: 'grid' (random k x k cells) or 'seg' (Felzenszwalb segments).")] = G.mask,
@@ -396,7 +396,7 @@ def _parse_options(pairs: list[str]) -> dict:
 
 
 @app.command("fit-classifier")
-@friendly
+@one_line_errors
 @stage_options
 def fit_classifier_cmd(
     generator: Annotated[Optional[Path], typer.Option(help="A finished fit-generator run folder: train with ChimeraMix compositions. [default: none]")] = None,
@@ -442,7 +442,7 @@ def fit_classifier_cmd(
 
 
 @app.command()
-@friendly
+@one_line_errors
 def report(
     runs: Annotated[Optional[list[Path]], typer.Argument(
         help="Classifier run folders (e.g. checkpoints/clf-*), or recorded results: the .json that experiment "
@@ -503,7 +503,7 @@ def _print_table(table, title: str = "") -> None:
 
 
 @app.command()
-@friendly
+@one_line_errors
 def experiment(
     data: Data = "digits",
     spc: Spc = 5,
@@ -516,14 +516,14 @@ def experiment(
     gen_steps: Annotated[Optional[int], typer.Option(help="Override the generator's total steps. [default: preset's]")] = None,
     clf_steps: Annotated[Optional[int], typer.Option(help="Override the classifier's total steps. [default: preset's]")] = None,
     jobs: Annotated[int, typer.Option(help="Seeds trained concurrently in separate processes (submitit-local: jobs at once).")] = 1,
-    launcher: L.Launcher = "local",
-    slurm_partition: L.SlurmPartition = None,
-    slurm_gpus_per_job: L.SlurmGpus = 1,
-    slurm_cpus_per_job: L.SlurmCpus = 4,
-    slurm_mem: L.SlurmMem = "16G",
-    slurm_time: L.SlurmTime = "12:00:00",
-    slurm_array_parallelism: L.SlurmParallel = 0,
-    wait: L.Wait = True,
+    launcher: launch_options.Launcher = "local",
+    slurm_partition: launch_options.SlurmPartition = None,
+    slurm_gpus_per_job: launch_options.SlurmGpus = 1,
+    slurm_cpus_per_job: launch_options.SlurmCpus = 4,
+    slurm_mem: launch_options.SlurmMem = "16G",
+    slurm_time: launch_options.SlurmTime = "12:00:00",
+    slurm_array_parallelism: launch_options.SlurmParallel = 0,
+    wait: launch_options.Wait = True,
     decoder_res_blocks: DecoderResBlocks = None,
     seg_mask: SegMask = None,
     grid_offset: GridOffset = None,
@@ -565,8 +565,8 @@ def experiment(
             root=checkpoints, gen_options={**common, "steps": gen_steps, "decoder_res_blocks": decoder_res_blocks,
                                                   "seg_mask": seg_mask, "grid_offset": grid_offset, "parents": parents},
             clf_options={**common, "steps": clf_steps, "arch": arch, **_backbone(pretrained, weights, input_size, backbone_lr)},
-            jobs=jobs, force=force, progress=p, title=title, launcher=launcher, wait_for_jobs=wait, job_progress=L.job_progress,
-            slurm=L.slurm_options(slurm_partition, slurm_gpus_per_job, slurm_cpus_per_job, slurm_mem, slurm_time, slurm_array_parallelism),
+            jobs=jobs, force=force, progress=p, title=title, launcher=launcher, wait_for_jobs=wait, job_progress=launch_options.job_progress,
+            slurm=launch_options.slurm_options(slurm_partition, slurm_gpus_per_job, slurm_cpus_per_job, slurm_mem, slurm_time, slurm_array_parallelism),
         )
     if as_json:
         files = {"md": res.table_md, "csv": res.table_csv, "json": res.summary_json, "html": res.table_html, "charts": res.charts}
@@ -579,7 +579,7 @@ def experiment(
         }, indent=2, ensure_ascii=False))
         return
     if res.pending:
-        return L.submitted_note(out, res.pending, res.submitted)
+        return launch_options.submitted_note(out, res.pending, res.submitted)
     for t in res.tables:
         _print_table(t, (title or f"{data}: {spc} per class, preset {preset} (test accuracy %)") if len(res.tables) == 1 else "")
     s = res.seconds
@@ -594,7 +594,7 @@ def experiment(
 
 
 @app.command("export")
-@friendly
+@one_line_errors
 def export_cmd(
     generator: Annotated[Path, typer.Option(help="A finished fit-generator run folder; its own training subset, split and mask rules are used.")],
     per_class: Annotated[int, typer.Option(help="Compositions written per class (at least 1).")],
@@ -629,7 +629,7 @@ def export_cmd(
 
 
 @app.command("fid")
-@friendly
+@one_line_errors
 def fid_cmd(
     image_set: Annotated[str, typer.Argument(metavar="SET", help="The images to measure: a folder (every png/jpg/jpeg/bmp/webp under it, recursively, e.g. an export's train/) or SOURCE:SPLIT with SPLIT train or test (cifar10:train, digits:test, DIR:train for a folder with train/ and test/).")],
     reference: Annotated[str, typer.Argument(metavar="REFERENCE", help="The images to compare with, written as SET.")],
@@ -669,7 +669,7 @@ PREDICT_ROWS_SHOWN = 200
 
 
 @app.command("predict")
-@friendly
+@one_line_errors
 def predict_cmd(
     run: Annotated[Path, typer.Argument(metavar="RUN", help="A finished fit-classifier run folder (e.g. checkpoints/clf-...).")],
     images: Annotated[list[Path], typer.Argument(metavar="IMAGES_OR_FOLDER...", help="Image files, or folders whose images (png/jpg/jpeg/bmp/webp, recursively) are classified.")],
@@ -711,7 +711,7 @@ def predict_cmd(
 
 
 @app.command("methods")
-@friendly
+@one_line_errors
 def methods_cmd():
     """List every training method with its defaults and its source paper."""
     from .methods import methods as show
@@ -721,11 +721,11 @@ def methods_cmd():
 
 from .curate import curate_cmd  # noqa: E402  (its own file; wrapped here so it shares the error handling)
 
-app.command("curate")(friendly(curate_cmd))
+app.command("curate")(one_line_errors(curate_cmd))
 
-from .sweep import register as _register_sweep  # noqa: E402  (it needs friendly and _progress from above)
+from .sweep import register as _register_sweep  # noqa: E402  (it needs one_line_errors and _progress from above)
 
-_register_sweep(app, friendly=friendly, progress=_progress, console=out)
+_register_sweep(app, one_line_errors=one_line_errors, progress=_progress, console=out)
 
 
 def main():

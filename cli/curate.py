@@ -1,6 +1,6 @@
 """`chimeramix curate`: iterative diversity sampling over ChimeraMix compositions and classical augmentations.
 
-Registered on the app in cli/app.py (wrapped in its `friendly`); this file imports nothing from cli.app, so
+Registered on the app in cli/app.py (wrapped in its `one_line_errors`); this file imports nothing from cli.app, so
 `python -m cli.app` (where cli/app.py runs as __main__) does not load it twice.
 """
 

@@ -14,11 +14,11 @@ from .launch import Launcher, SlurmCpus, SlurmGpus, SlurmMem, SlurmParallel, Slu
     slurm_options, submitted_note
 
 
-def register(app: typer.Typer, *, friendly, progress, console) -> None:
+def register(app: typer.Typer, *, one_line_errors, progress, console) -> None:
     """Add the command to the app (cli/app.py passes its error handling, progress bars and console)."""
 
     @app.command("sweep")
-    @friendly
+    @one_line_errors
     def sweep_cmd(
         datasets: Annotated[str, typer.Option(help="Comma-separated dataset names or folders, e.g. cifair10,stl10.")] = "cifair10",
         spc: Annotated[str, typer.Option(help="Comma-separated samples per class, e.g. 5,10,20.")] = "5,10,20",

@@ -384,12 +384,12 @@ def test_a_full_disk_is_one_line_not_a_traceback():
     """/dev/full answers every write with ENOSPC: a real disk-full error through the CLI's error boundary."""
     import typer
 
-    from cli.app import friendly
+    from cli.app import one_line_errors
 
     app_full = typer.Typer()
 
     @app_full.command()
-    @friendly
+    @one_line_errors
     def write():
         with open("/dev/full", "w") as f:
             f.write("x" * 10)

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from .. import checkpoint as ckpt
-from .. import masks as M
+from .. import masks
 from ..augment import CropFlip, normalize
 from ..config import (ClassifierConfig, GeneratorConfig, check_config, generator_from_record, method_name, paper_work_size, resolve_classifier,
                       to_dict)
@@ -134,7 +134,7 @@ def _method_options(cfg: ClassifierConfig, gen_cfg: GeneratorConfig | None, imag
     context = {"seed": cfg.seed, "work_size": work_size}
     if gen_cfg is not None:
         # The generator's mask rules travel with it; asking for another kind is refused (it learned this one).
-        spec = M.MaskSpec.from_config(gen_cfg)
+        spec = masks.MaskSpec.from_config(gen_cfg)
         asked = cfg.mask or opts.get("mask")
         if asked and asked != spec.mask:
             raise ChimeraMixError(
@@ -164,7 +164,7 @@ def fit_classifier(cfg: ClassifierConfig, *, resume: bool | str = False, force: 
     """Train, then evaluate once on the whole test set; writes result.json, report.md, confusion.png."""
     check_config(cfg)
     if cfg.mask is not None:
-        M.check_choice("--mask", cfg.mask, M.MASK_KINDS)
+        masks.check_choice("--mask", cfg.mask, masks.MASK_KINDS)
     # the method's name and options are refused before any data is read
     spec = MethodSpec.parse(method_name(cfg))
     spec.check_options(cfg.method_options)
@@ -354,4 +354,4 @@ def _segments_at_native(subset: ImageSet, gen_cfg: GeneratorConfig | None, opts:
     seg_size = size if view == "classifier" else (g.seg_size or g.work_size or opts.get("work_size") or size)
     scale = g.seg_scale or opts.get("seg_scale") or 60
     min_size = g.seg_min_size or opts.get("seg_min_size") or 60
-    return M.segments_at(subset.images, seg_size, size, scale, min_size, g.seg_sigma or 0.8, as_float=g.seg_input == "float")
+    return masks.segments_at(subset.images, seg_size, size, scale, min_size, g.seg_sigma or 0.8, as_float=g.seg_input == "float")

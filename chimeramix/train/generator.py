@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from .. import checkpoint as ckpt
-from .. import masks as M
+from .. import masks
 from ..augment import CropFlip, denormalize, normalize, resize_uint8
 from ..config import GeneratorConfig, check_config, generator_from_record, generator_run_config, resolve_generator
 from ..data.device import DeviceData
@@ -65,7 +65,7 @@ class GeneratorTrainer:
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr, betas=betas, **sp.optimizer_kwargs())
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=self.d_lr, betas=betas, **sp.optimizer_kwargs())
         self.feature_size = MixingGenerator.feature_size(cfg.work_size)
-        self.masks = M.MaskSpec.from_config(cfg)
+        self.masks = masks.MaskSpec.from_config(cfg)
         self.parents = self.masks.parents
         self._outputs = sp.compiled(self.G.train_outputs)
         self._D = sp.compiled(self.D)
@@ -153,7 +153,7 @@ def device_data(cfg: GeneratorConfig, subset, device, seed: int) -> DeviceData:
     images = resize_uint8(subset.images, cfg.work_size)
     segments = None
     if cfg.mask == "seg":
-        segments = M.segments_at(subset.images, cfg.seg_size, cfg.work_size, cfg.seg_scale, cfg.seg_min_size, cfg.seg_sigma,
+        segments = masks.segments_at(subset.images, cfg.seg_size, cfg.work_size, cfg.seg_scale, cfg.seg_min_size, cfg.seg_sigma,
                                  as_float=cfg.seg_input == "float")
     return DeviceData(ImageSet(images, subset.labels, subset.classes), device, seed, segments)
 
@@ -254,11 +254,11 @@ def sample_columns(G: MixingGenerator, data: DeviceData, cfg: GeneratorConfig, r
     G.eval()
     fs = G.encoder(torch.cat(xs)).split(rows)
     cols = [*xs, *(G.decoder(f) for f in fs)]
-    spec = M.MaskSpec.from_config(cfg)
+    spec = masks.MaskSpec.from_config(cfg)
     segs = [data.segments[i] for i in idx] if cfg.mask == "seg" else None
     for _ in range(3):
         w = spec.sample(rows, fs[0].shape[-1], rng, data.device, segs, data.num_segments)
         # shown at the images' resolution so the picture lines up with the parents
-        cols += [M.assignment_picture(w, xs[0].shape[-1]), G.decoder(G.mix(fs, w))]
+        cols += [masks.assignment_picture(w, xs[0].shape[-1]), G.decoder(G.mix(fs, w))]
     G.train(was_training)
     return [denormalize(c) for c in cols]

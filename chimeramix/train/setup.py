@@ -17,7 +17,9 @@ from ..runs import DEFAULT_ROOT
 
 
 @dataclass
-class Prepared:
+class StageData:
+    """A stage's data, opened once: the source, its full training set, the drawn split, its subset and the device."""
+
     source: Source
     train: ImageSet
     split: Split
@@ -25,13 +27,13 @@ class Prepared:
     device: torch.device
 
 
-def prepare_data(cfg) -> Prepared:
+def prepare_data(cfg) -> StageData:
     """Open the source, draw the per-class subset (checks --spc), pick the device."""
     device = resolve_device(cfg.device)
     source = open_source(cfg.data, cfg.data_dir, cfg.image_size)
     train = source.load("train")
     split = make_split(train, source.name, cfg.spc, cfg.seed)
-    return Prepared(source, train, split, split.apply(train), device)
+    return StageData(source, train, split, split.apply(train), device)
 
 
 def source_label(name: str) -> str:

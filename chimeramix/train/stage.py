@@ -23,7 +23,7 @@ from ..runs import METRICS_FILE, SPLIT_FILE, STATE_FILE, RunDir, new_info, prepa
 from ..tblog import TBLog
 from ..tblog import resolve as resolve_tensorboard
 from .loop import TrainState, run_steps
-from .setup import Prepared, run_folder
+from .setup import StageData, run_folder
 
 
 @dataclass
@@ -31,7 +31,7 @@ class Stage:
     kind: str  # 'generator' or 'classifier': run.json's kind and the progress task
     cfg: object  # the resolved config (steps, log and checkpoint intervals)
     config: dict  # what run.json records and a rerun is compared with
-    prep: Prepared
+    prep: StageData
     run: RunDir
     progress: Progress
     config_tag: str = ""  # what the folder name carries of the run's settings away from its preset (setup.config_tag)
@@ -84,7 +84,7 @@ class Stage:
         self.run.file(STATE_FILE).unlink(missing_ok=True)
 
 
-def open_stage(kind: str, tag: str, suffix: str, cfg, config: dict, prep: Prepared, root, resume: bool | str, force: bool,
+def open_stage(kind: str, tag: str, suffix: str, cfg, config: dict, prep: StageData, root, resume: bool | str, force: bool,
                progress: Progress, overrides: dict | None = None) -> Stage:
     """Lock and check the run folder (setup.run_folder: cfg.out, else <root>/<tag>-<data>-spc<N>-seed<S>-<suffix>-<preset>
     and -c<hash> of `overrides`, the unresolved config's settings away from its preset)."""
