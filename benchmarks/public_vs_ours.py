@@ -9,7 +9,8 @@ are our classifier runs of the same settings (fit-classifier's result.json; the 
 map to baseline, mixup and chimeramix-seg). Only seeds both have enter the paired statistics.
 
 Writes <out>.md and <out>.json: the per-seed table, then for each implementation the paired contrasts
-(MixUp - ChimeraMix+Seg, ChimeraMix+Seg - Baseline, MixUp - Baseline) and, per method, ours - public, each as the
+(MixUp - ChimeraMix+Seg, ChimeraMix+Seg - Baseline, MixUp - Baseline) and ours - public per method and per contrast
+(a gain of one implementation against the other's on the same seeds), each as the
 mean over seeds with its 95% paired-t interval (chimeramix.report.paired_difference).
 """
 
@@ -74,6 +75,10 @@ def compare(public: dict, ours: dict) -> dict:
     for m in METHODS:
         st = paired_difference([ours[(s, m)] for s in both], [public[(s, m)] for s in both]) if both else None
         out["ours_minus_public"][m] = {**_stat(st), "seeds": both} if st else None
+    for a, b in CONTRASTS:  # does one implementation's gain differ from the other's, seed by seed?
+        gain = lambda acc: [acc[(s, a)] - acc[(s, b)] for s in both]  # noqa: E731
+        st = paired_difference(gain(ours), gain(public)) if both else None
+        out["ours_minus_public"][f"{a} - {b}"] = {**_stat(st), "seeds": both} if st else None
     out["per_seed"] = {str(s): {f"{who} {m}": acc.get((s, m)) for who, acc in (("public", public), ("ours", ours))
                                 for m in METHODS} for s in seeds}
     return out
@@ -101,6 +106,9 @@ def markdown(res: dict, title: str) -> str:
     for m in METHODS:
         s = res["ours_minus_public"][m]
         L.append(f"| {LABELS[m]} | {'-' if s is None else _fmt(s)} |")
+    for a, b in CONTRASTS:
+        s = res["ours_minus_public"][f"{a} - {b}"]
+        L.append(f"| gain {LABELS[a]} - {LABELS[b]} | {'-' if s is None else _fmt(s)} |")
     return "\n".join(L) + "\n"
 
 
