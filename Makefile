@@ -45,16 +45,19 @@ test: $(STAMP)
 	$(BIN)/python -m pytest tests
 
 demo: $(STAMP)
-	$(BIN)/chimeramix experiment --data digits --spc 10 --seeds 0-2 --preset fast --mask seg --methods none,chimeramix \
-		--gen-steps 600 --clf-steps 600 --checkpoints checkpoints/demo \
+	$(BIN)/chimeramix experiment --data digits --spc 2 --seeds 0-4 --preset fast --mask seg --methods none,mixup,chimeramix \
+		--gen-steps 600 --clf-steps 600 --checkpoints checkpoints/demo --jobs 2 \
 		--device $(DEVICE) --out-prefix checkpoints/demo/results $(EXTRA)
 	@echo ""
-	@echo "The demo above shows the pipeline, not the effect. What the CPU protocol measured (recorded, not rerun here):"
+	@echo "Expected (recorded on seeds 3-7, docs/results.md): ChimeraMix+Seg and MixUp each ~16-17 points above the baseline at"
+	@echo "2 digits per class, and within noise of each other. What the CPU protocol measured on a CIFAR-10 copy (recorded, not rerun here):"
 	@$(BIN)/chimeramix report $(DEMO_RECORDED) --title "Recorded: CIFAR-10 copy, preset cpu, 5 seeds, bf16 (docs/results.md)"
 	@echo "To measure it yourself (57 min measured at spc 5 on 2 idle cores; spc 10 runs the same steps):"
 	@echo "    make cifair10-spc10 PRESET=cpu DATA=../shared/data/cifar10 METHODS=none,mixup,chimeramix MASK=both JOBS=2 \\"
 	@echo "    LAUNCHER=submitit-local EXTRA='--amp on'    (add --gen-steps 4000 for the last table's generators: about"
 	@echo "    25 min more, estimated from their 430-470 s per generator, not timed as a whole)"
+	@echo ""
+	@echo "The demo's experiment as one page (tables, sample grids, confusion matrices): checkpoints/demo/results.html"
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run --device $(DEVICE) $(EXTRA)
