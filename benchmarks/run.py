@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from chimeramix import masks as M
+from chimeramix import masks
 from chimeramix.config import ClassifierConfig, GeneratorConfig, make_config, resolve_classifier, resolve_generator
 from chimeramix.data import make_split, open_source
 from chimeramix.data.device import DeviceData, resolve_device
@@ -101,7 +101,7 @@ def classifier_trainer(preset: str, speed, device, subset, method_name: str, dat
         context.update(work_size=gcfg.work_size)
         from chimeramix.augment import resize_uint8
 
-        maps = M.compute_segments(resize_uint8(subset.images, gcfg.work_size), gcfg.seg_scale, gcfg.seg_min_size)
+        maps = masks.compute_segments(resize_uint8(subset.images, gcfg.work_size), gcfg.seg_scale, gcfg.seg_min_size)
         segments = torch.nn.functional.interpolate(maps[:, None].float(), size=subset.image_size, mode="nearest")[:, 0].int()
     data = DeviceData(subset, device, 0, segments)
     return ClassifierTrainer(cfg, data, torch.Generator(device=device).manual_seed(0), build_method(method_name, opts, context),
@@ -137,7 +137,7 @@ def bench_segmentation(subset, a) -> dict:
     from chimeramix.augment import resize_uint8
 
     imgs = resize_uint8(subset.images, 2 * subset.image_size[0])
-    r = timed(lambda i: M.compute_segments(imgs, 60, 60), torch.device("cpu"), 1, 1, a.repeats)
+    r = timed(lambda i: masks.compute_segments(imgs, 60, 60), torch.device("cpu"), 1, 1, a.repeats)
     r.update(images=len(imgs), size=imgs.shape[-1], images_per_second=len(imgs) * r["per_second"])
     return r
 
