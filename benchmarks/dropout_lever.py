@@ -19,16 +19,16 @@ Reported as seconds and as ratios against today's. The lever is swapped in for t
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import time
 
 import torch
 import torch.nn.functional as F
 
+from benchmarks.roofline import cpu_model
 from benchmarks.run import _subset, classifier_trainer, write_result
 from chimeramix.models import classifiers
-from chimeramix.speed import SpeedOptions, cpu_has_native_bf16
+from chimeramix.speed import SpeedOptions
 
 # (channels, size) of the dropout inputs of WRN-16-2 at 32 px: one per group of blocks
 SHAPES = [(32, 32), (64, 16), (128, 8)]
@@ -118,7 +118,7 @@ def bench_step(a) -> dict:
 
 
 def table(res: dict) -> str:
-    L = [f"{res['cpu']}, torch {res['torch']}, {res['threads']} thread(s), native bf16: {res['native_bf16']}", "",
+    L = [f"{res['cpu']}; torch {res['torch']}, {res['threads']} thread(s)", "",
          "| dropout op | dtype | today | fp32 mask | 16-bit fields |", "| --- | --- | ---: | ---: | ---: |"]
     for r in res["ops"]:
         t = r["today"]["seconds"]
@@ -140,12 +140,8 @@ def main(argv=None) -> None:
     p.add_argument("--out", default="benchmarks/out/dropout-lever.json")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
-    res = {"cpu": platform.processor() or platform.machine(), "torch": torch.__version__, "threads": a.threads,
-           "native_bf16": cpu_has_native_bf16(), "ops": bench_ops(a), "step": bench_step(a)}
-    try:
-        res["cpu"] = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    res = {"cpu": cpu_model(), "torch": torch.__version__, "threads": a.threads, "ops": bench_ops(a),
+           "step": bench_step(a)}
     write_result(a.out, res, table(res))
 
 

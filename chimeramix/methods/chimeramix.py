@@ -7,10 +7,9 @@ from contextlib import nullcontext
 import numpy as np
 import torch
 
-from .. import masks
 from ..augment import CropFlip, normalize, resize
 from ..config import P_GENERATED
-from ..masks import check_choice
+from ..masks import MaskSpec, check_choice
 from .base import Method, StepContext
 from .common import check_probability
 
@@ -47,7 +46,7 @@ class ChimeraMix(Method):
         super().__init__(**options)
         self.seed, self.work_size = int(seed), int(work_size)
         o = self.options
-        self.spec = masks.MaskSpec.from_config(o)
+        self.spec = MaskSpec.from_config(o)
         if o["parents"] == 2:
             # Pairs keep the options (and so the run.json) they had before K parents existed: finished runs are reused.
             del o["parents"]

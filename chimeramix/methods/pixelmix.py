@@ -18,7 +18,7 @@ the same regions without blurring the pixels twice.
 
 from __future__ import annotations
 
-from .. import masks
+from ..masks import MaskSpec, to_feature_size
 from ..augment import CropFlip, normalize
 from ..config import P_GENERATED
 from ..errors import ChimeraMixError
@@ -66,13 +66,13 @@ class GridMix(_PixelMix):
         self.k = check_number("grid_k", self.options["grid_k"], self.name, at_least=1, integer=True,
                               why=" (grid cells per side)")
         self.work = check_number("work_size", self.options["work_size"], self.name, at_least=1, integer=True)
-        self.spec = masks.MaskSpec("grid", grid_offset=self.options["grid_offset"], grid_k=self.k)
+        self.spec = MaskSpec("grid", grid_offset=self.options["grid_offset"], grid_k=self.k)
         if self.spec.grid_offset != "batch":
             self.label += f" ({self.spec.grid_offset} offset)"
 
     def masks(self, x, ctx, i2, crop2):
         m = self.spec.sample(x.shape[0], self.work, ctx.rng, x.device)[:, :1]  # the pair's mask: 1 keeps x1
-        return masks.to_feature_size(m, x.shape[-1], "nearest")
+        return to_feature_size(m, x.shape[-1], "nearest")
 
 
 class SegMix(_PixelMix):
@@ -94,7 +94,7 @@ class SegMix(_PixelMix):
         check_number("work_size", self.options["work_size"], self.name, at_least=1, integer=True)
         check_number("seg_scale", self.options["seg_scale"], self.name, above=0)
         check_number("seg_min_size", self.options["seg_min_size"], self.name, at_least=1, integer=True)
-        self.spec = masks.MaskSpec("seg", seg_mask=self.options["seg_mask"])
+        self.spec = MaskSpec("seg", seg_mask=self.options["seg_mask"])
         if self.spec.seg_mask != "range":
             self.label += f" ({self.spec.seg_mask} segments)"
 

@@ -121,7 +121,8 @@ def classifier_identity(cfg, gen_cfg=None, gen_tag: str = "") -> ClassifierIdent
         asked.update({k: v for k, v in cfg.method_options.items() if k in asked})
         asked["parents"] = theirs.parents
         own = MaskSpec.from_config(asked)
-        diff = [(k, v) for k, v in own.to_dict().items() if theirs.to_dict()[k] != v]
+        trained = theirs.to_dict()
+        diff = [(k, v) for k, v in own.to_dict().items() if trained[k] != v]
         if diff:
             label += f" (classifier masks: {', '.join(f'{k}={v}' for k, v in diff)})"
             # folders keep the words MaskSpec's fields had when such runs were first named, so they are found again
